@@ -1,0 +1,248 @@
+"""The `charrnn` command: parse flags, call the library, turn its errors into one line and an exit code.
+
+Heavy modules (numpy, numba, rich) are imported inside the commands, so `charrnn --help` is instant.
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def error_line(message):
+    sys.stderr.write(f"charrnn: error: {message}\n")
+
+
+def warn(message):
+    sys.stderr.write(f"charrnn: warning: {message}\n")
+
+
+class OneLineErrors(TyperGroup):
+    """Every failure ends as one line on stderr and a non-zero exit code, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from charrnn.errors import CharrnnError
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except CharrnnError as err:
+            error_line(err)
+            code = err.exit_code
+        except (KeyboardInterrupt, typer.Abort):
+            error_line("interrupted")
+            code = 130
+        except Exception as err:
+            if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
+                raise  # a bug: let the traceback through so it gets reported
+            error_line(err.format_message())  # a usage error found by the parser
+            code = err.exit_code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def quiet_broken_pipe():
+    """The reader of stdout went away (`| head`): stop quietly, and keep Python's exit flush from failing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a real file (tests)
+    return 0
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Train character-level RNN language models on any text, and generate text from them.",
+)
+
+Corpus = Annotated[list[str], typer.Argument(help="Text file(s); - reads standard input.", show_default=False)]
+EncodingErrors = Annotated[
+    str, typer.Option("--encoding-errors", help="Invalid UTF-8: strict (refuse), replace or ignore.")
+]
+Lines = Annotated[bool, typer.Option("--lines", help="Every line is a record (names, titles, ...).")]
+ModelPath = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to use.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command()
+def vocab(
+    corpus: Corpus,
+    min_count: Annotated[int, typer.Option(help="Characters seen fewer times become <unk>.")] = 1,
+    lines: Lines = False,
+    encoding_errors: EncodingErrors = "strict",
+    json: Json = False,
+):
+    """Show the vocabulary a corpus gives: id, character, count and share."""
+    from charrnn import report
+    from charrnn.corpus import load_corpus
+
+    loaded = load_corpus(corpus, lines=lines, encoding_errors=encoding_errors, min_count=min_count)
+    if json:
+        sys.stdout.write(report.vocab_json(loaded.vocab) + "\n")
+    else:
+        report.print_vocab_table(loaded.vocab)
+
+
+@app.command()
+def train(
+    corpus: Corpus,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (best: <stem>.best.npz).")] = Path("charrnn.npz"),
+    hidden: Annotated[int, typer.Option(help="Hidden units H.")] = 128,
+    seq: Annotated[int, typer.Option(help="Time steps T per truncated-BPTT window.")] = 64,
+    batch: Annotated[int, typer.Option(help="Parallel streams B.")] = 32,
+    optimizer: Annotated[str, typer.Option(help="adam, adagrad or sgd.")] = "adam",
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate [default: adam 2e-3, adagrad 0.1, sgd 0.5].", show_default=False)] = None,
+    lr_decay: Annotated[float, typer.Option(help="Multiply the learning rate by this after every epoch.")] = 1.0,
+    clip: Annotated[float, typer.Option(help="Clip the gradient to this global norm (0: off).")] = 5.0,
+    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.", show_default=False)] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many epochs [default: 10].", show_default=False)] = None,
+    time: Annotated[Optional[float], typer.Option("--time", help="Stop after this many seconds.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (initial weights).")] = 0,
+    val_frac: Annotated[float, typer.Option(help="Fraction held out from the end for validation.")] = 0.05,
+    eval_every: Annotated[int, typer.Option(help="Validate every this many steps.")] = 200,
+    save_every: Annotated[int, typer.Option(help="Save the latest state every this many steps.")] = 1000,
+    lines: Lines = False,
+    min_count: Annotated[int, typer.Option(help="Characters seen fewer times become <unk>.")] = 1,
+    encoding_errors: EncodingErrors = "strict",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
+):
+    """Train a model on a corpus and save it to a checkpoint."""
+    from charrnn.config import TrainConfig
+    from charrnn.corpus import load_corpus
+    from charrnn.progress import TrainingReporter, summary_line
+    from charrnn.train import check_writable, train as run_training
+
+    cfg = TrainConfig(
+        hidden=hidden, seq=seq, batch=batch, lr=lr, lr_decay=lr_decay, optimizer=optimizer, clip=clip,
+        steps=steps, epochs=epochs, time_limit=time, seed=seed, val_frac=val_frac, eval_every=eval_every,
+        save_every=save_every, lines=lines, min_count=min_count,
+    )  # fmt: skip
+    check_writable(out)
+    loaded = load_corpus(corpus, lines=lines, encoding_errors=encoding_errors, min_count=min_count)
+    console = stderr_console()
+    with StopOnSignal() as stop, TrainingReporter(console, quiet=quiet) as reporter:
+        result = run_training(loaded, cfg, out, report=reporter, should_stop=stop.requested)
+    if result.stopped_early:
+        error_line(f"interrupted at step {result.steps:,}; the state is saved in {result.checkpoint}")
+        raise typer.Exit(EXIT_INTERRUPTED[stop.signal])
+    if not quiet:
+        console.print(summary_line(result), highlight=False, soft_wrap=True)
+
+
+class StopOnSignal:
+    """Turn SIGINT / SIGTERM into a request to stop after the current step (and save)."""
+
+    def __init__(self):
+        self.signal = None
+
+    def requested(self):
+        return self.signal is not None
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self._handle) for s in EXIT_INTERRUPTED}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        return False
+
+
+@app.command()
+def sample(
+    model: ModelPath = Path("charrnn.npz"),
+    prime: Annotated[str, typer.Option(help="Text to start from (printed first).")] = "",
+    length: Annotated[int, typer.Option("--length", "-l", help="Characters to generate per sample.")] = 500,
+    temperature: Annotated[float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 picks the most likely character.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Draw only from the K most likely characters (0: all).")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.", show_default=False)] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="How many samples.")] = 1,
+):
+    """Generate text from a trained model, streamed to stdout."""
+    from charrnn.sample import check_sampling_args, generate, make_rng
+    from charrnn.trained import load_model
+
+    check_sampling_args(length, temperature, top_k, num_samples)
+    loaded = load_model(model)
+    prime_ids, unknown = loaded.vocab.encode_text(prime)
+    if unknown:
+        warn(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}")
+    rng = make_rng(seed)
+    try:
+        for _ in range(num_samples):
+            write_sample(prime, generate(loaded, prime_ids, length, temperature, top_k, rng))
+    except BrokenPipeError:
+        quiet_broken_pipe()
+
+
+def write_sample(prime, chunks):
+    """Stream one sample to stdout as it is generated; every sample ends with a newline."""
+    out = sys.stdout
+    out.write(prime)
+    out.flush()
+    text = prime
+    for text in chunks:
+        out.write(text)
+        out.flush()
+    if not text.endswith("\n"):
+        out.write("\n")
+    out.flush()
+
+
+@app.command("eval")
+def evaluate(
+    files: Corpus,
+    model: ModelPath = Path("charrnn.npz"),
+    encoding_errors: EncodingErrors = "strict",
+    json: Json = False,
+):
+    """Loss (nats/char), bits per char and perplexity of a model on a text."""
+    from charrnn import report
+    from charrnn.evaluate import evaluate_files
+    from charrnn.trained import load_model
+
+    loaded = load_model(model)
+    result, unknown = evaluate_files(loaded, files, encoding_errors)
+    if unknown:
+        warn(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}")
+    sys.stdout.write((report.eval_json(result) if json else report.eval_line(result)) + "\n")
+
+
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="Checkpoint to describe.")] = Path("charrnn.npz"),
+    json: Json = False,
+):
+    """Show a checkpoint's settings, size, vocabulary and training progress."""
+    from charrnn import report
+    from charrnn.trained import describe, load_model
+
+    details = describe(load_model(model), model)
+    if json:
+        sys.stdout.write(report.to_json(details) + "\n")
+    else:
+        report.print_info(details)
+
+
+def main():
+    app()

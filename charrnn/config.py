@@ -1,0 +1,65 @@
+"""Training settings: one dataclass, validated in one place, stored in every checkpoint."""
+
+from dataclasses import asdict, dataclass, fields
+
+from charrnn.errors import UsageError
+
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
+DEFAULT_EPOCHS = 10  # when none of steps / epochs / time_limit is given
+
+
+@dataclass
+class TrainConfig:
+    hidden: int = 128  # H
+    seq: int = 64  # T, steps per truncated-BPTT window
+    batch: int = 32  # B, contiguous streams
+    lr: float | None = None  # None: the optimizer's default
+    lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
+    optimizer: str = "adam"
+    clip: float = 5.0  # global gradient norm; 0 disables clipping
+    steps: int | None = None
+    epochs: float | None = None
+    time_limit: float | None = None  # seconds
+    seed: int = 0
+    val_frac: float = 0.05
+    eval_every: int = 200  # steps
+    save_every: int = 1000  # steps
+    lines: bool = False  # every line of the corpus is a record
+    min_count: int = 1
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def learning_rate(self):
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+    def validate(self):
+        def need(ok, flag, what, value):
+            if not ok:
+                raise UsageError(f"--{flag} must be {what} (got {value!r})")
+
+        for name, limit in (("hidden", 1 << 14), ("seq", 1 << 16), ("batch", 1 << 16)):
+            value = getattr(self, name)
+            need(isinstance(value, int) and 1 <= value <= limit, name, f"an integer from 1 to {limit}", value)
+        need(self.optimizer in OPTIMIZERS, "optimizer", "one of " + ", ".join(OPTIMIZERS), self.optimizer)
+        need(self.lr is None or 0 < self.lr <= 100, "lr", "a number in (0, 100]", self.lr)
+        need(0 < self.lr_decay <= 1, "lr-decay", "a number in (0, 1]", self.lr_decay)
+        need(0 <= self.clip < float("inf"), "clip", "a non-negative number (0 disables clipping)", self.clip)
+        need(self.steps is None or self.steps >= 1, "steps", "at least 1", self.steps)
+        need(self.epochs is None or self.epochs > 0, "epochs", "a positive number", self.epochs)
+        need(self.time_limit is None or self.time_limit > 0, "time", "a positive number of seconds", self.time_limit)
+        need(0 <= self.val_frac < 0.5, "val-frac", "a fraction in [0, 0.5)", self.val_frac)
+        need(self.eval_every >= 1, "eval-every", "at least 1", self.eval_every)
+        need(self.save_every >= 1, "save-every", "at least 1", self.save_every)
+        need(self.min_count >= 1, "min-count", "at least 1", self.min_count)
+        need(0 <= self.seed < 2**63, "seed", "a non-negative integer", self.seed)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,1 @@
+"""Compiled kernels. `cpu` is always available; `cuda` mirrors its signatures (imported only on request)."""

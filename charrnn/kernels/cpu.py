@@ -1,0 +1,245 @@
+"""CPU kernels, compiled by numba. Pure functions over explicit arrays; outputs are preallocated.
+
+Shape letters: T time steps, B streams (batch), H hidden units, V vocabulary, N = T*B positions.
+Token ids are any unsigned integer array. Float arrays are all float32 (training) or all float64
+(gradient checks); numba compiles one version per dtype.
+
+The CUDA module mirrors these signatures; `charrnn.reference` holds the plain-numpy oracle.
+"""
+
+import math
+
+import numpy as np
+
+from charrnn.kernels.jit import kernel
+
+
+@kernel(inline="always")
+def _tanh(x):
+    return math.tanh(x)
+
+
+# --------------------------------------------------------------------------- recurrence
+
+
+@kernel
+def rnn_forward(xs, h0, Wxh, Whh, bh, hs):
+    """Run the recurrence over a window.
+
+    xs (T, B) ids, h0 (B, H), Wxh (H, V), Whh (H, H), bh (H,).
+    Writes hs (T+1, B, H): hs[0] = h0, hs[t+1] = tanh(Wxh[:, xs[t]] + Whh @ hs[t] + bh).
+    """
+    T, B = xs.shape
+    H = h0.shape[1]
+    hs[0] = h0
+    WhhT = Whh.T
+    for t in range(T):
+        h = hs[t + 1]
+        np.dot(hs[t], WhhT, h)  # (B, H) = (B, H) @ (H, H)
+        for b in range(B):
+            x = xs[t, b]
+            for j in range(H):
+                h[b, j] = _tanh(h[b, j] + Wxh[j, x] + bh[j])
+
+
+@kernel
+def rnn_backward(hs, dhs, Whh, das, dh):
+    """Backpropagate through the recurrence of a window.
+
+    hs (T+1, B, H) from rnn_forward; dhs (T, B, H) = dLoss/dh_t from the output layer.
+    Writes das (T, B, H) = dLoss/da_t (pre-activation) and dh (B, H) = dLoss/dh0.
+    """
+    T, B, H = dhs.shape
+    dh[:] = 0.0
+    for t in range(T - 1, -1, -1):
+        h = hs[t + 1]
+        da = das[t]
+        for b in range(B):
+            for j in range(H):
+                da[b, j] = (dhs[t, b, j] + dh[b, j]) * (1.0 - h[b, j] * h[b, j])
+        np.dot(da, Whh, dh)  # (B, H) = (B, H) @ (H, H)
+
+
+@kernel
+def embed_backward(xs, das, dWxh):
+    """dWxh (H, V) = sum over positions of das[p] placed in column xs[p] (one-hot input, never built).
+
+    xs (N,) ids, das (N, H).
+    """
+    N, H = das.shape
+    dWxh[:] = 0.0
+    for p in range(N):
+        x = xs[p]
+        for j in range(H):
+            dWxh[j, x] += das[p, j]
+
+
+# --------------------------------------------------------------------------- output layer
+
+
+@kernel(fastmath=True)
+def softmax_xent(logits, ys, dlogits):
+    """Fused softmax + cross-entropy, averaged over positions.
+
+    logits (N, V), ys (N,) target ids. Writes dlogits (N, V) = (softmax - onehot) / N
+    (may be the same array as logits). Returns the mean loss (float64).
+    """
+    N, V = logits.shape
+    total = 0.0
+    scale = 1.0 / N
+    for p in range(N):
+        z = logits[p]
+        d = dlogits[p]
+        y = ys[p]
+        zy = z[y]  # read before d (which may alias z) is written
+        zmax = z[0]
+        for k in range(1, V):
+            zmax = max(zmax, z[k])
+        s = 0.0
+        for k in range(V):
+            e = math.exp(z[k] - zmax)
+            d[k] = e
+            s += e
+        total += math.log(s) + zmax - zy
+        inv = scale / s
+        for k in range(V):
+            d[k] *= inv
+        d[y] -= scale
+    return total * scale
+
+
+@kernel(fastmath=True)
+def xent_sum(logits, ys):
+    """Sum over positions of -log softmax(logits[p])[ys[p]] (float64). logits (N, V), ys (N,)."""
+    N, V = logits.shape
+    total = 0.0
+    for p in range(N):
+        z = logits[p]
+        zmax = z[0]
+        for k in range(1, V):
+            zmax = max(zmax, z[k])
+        s = 0.0
+        for k in range(V):
+            s += math.exp(z[k] - zmax)
+        total += math.log(s) + zmax - z[ys[p]]
+    return total
+
+
+# --------------------------------------------------------------------------- optimisation
+
+
+@kernel(fastmath=True)
+def clip_by_global_norm(g, max_norm):
+    """Scale the flat gradient g (P,) in place by min(1, max_norm/||g||). Returns ||g|| before clipping."""
+    s = 0.0
+    for i in range(g.shape[0]):
+        s += g[i] * g[i]
+    norm = math.sqrt(s)
+    if max_norm > 0.0 and norm > max_norm:
+        scale = max_norm / norm
+        for i in range(g.shape[0]):
+            g[i] *= scale
+    return norm
+
+
+@kernel(fastmath=True)
+def sgd_update(p, g, lr):
+    """p -= lr * g. All flat (P,)."""
+    for i in range(p.shape[0]):
+        p[i] -= lr * g[i]
+
+
+@kernel(fastmath=True)
+def adagrad_update(p, g, g2, lr, eps):
+    """Adagrad: g2 += g²; p -= lr * g / (sqrt(g2) + eps). All flat (P,)."""
+    for i in range(p.shape[0]):
+        g2[i] += g[i] * g[i]
+        p[i] -= lr * g[i] / (math.sqrt(g2[i]) + eps)
+
+
+@kernel(fastmath=True)
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, step):
+    """Adam with bias correction; `step` counts from 1. All flat (P,)."""
+    c1 = 1.0 - beta1**step
+    c2 = 1.0 - beta2**step
+    alpha = lr * math.sqrt(c2) / c1
+    eps_hat = eps * math.sqrt(c2)
+    for i in range(p.shape[0]):
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i]
+        p[i] -= alpha * m[i] / (math.sqrt(v[i]) + eps_hat)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@kernel
+def rnn_step(x, h, Wxh, Whh, bh, a):
+    """One step for one stream, in place: h (H,) <- tanh(Wxh[:, x] + Whh @ h + bh). a (H,) is scratch."""
+    np.dot(Whh, h, a)
+    for j in range(h.shape[0]):
+        h[j] = _tanh(a[j] + Wxh[j, x] + bh[j])
+
+
+@kernel
+def rnn_advance(ids, h, Wxh, Whh, bh, a):
+    """Feed ids (N,) through the recurrence, updating h (H,) in place. a (H,) is scratch."""
+    for i in range(ids.shape[0]):
+        rnn_step(ids[i], h, Wxh, Whh, bh, a)
+
+
+@kernel
+def draw_token(z, temperature, top_k, u, work):
+    """Pick a token from logits z (V,): argmax when temperature == 0, else a draw from
+    softmax(z / temperature) restricted to the top_k largest logits (top_k <= 0: all).
+    u is a uniform number in [0, 1); work (V,) is scratch.
+    """
+    V = z.shape[0]
+    if temperature == 0.0:
+        return np.argmax(z)
+    threshold = -np.inf
+    if 0 < top_k < V:
+        work[:] = z
+        work.sort()
+        threshold = work[V - top_k]
+    zmax = np.max(z)
+    s = 0.0
+    for k in range(V):
+        e = math.exp((z[k] - zmax) / temperature) if z[k] >= threshold else 0.0
+        work[k] = e
+        s += e
+    target = u * s
+    acc = 0.0
+    last = 0
+    for k in range(V):
+        if work[k] > 0.0:
+            acc += work[k]
+            last = k
+            if acc > target:
+                return k
+    return last  # rounding left target just above the total: take the last candidate
+
+
+@kernel
+def sample_tokens(x, h, Wxh, Whh, bh, Why, by, temperature, top_k, stop_id, rng, out):
+    """Generate up to len(out) tokens for one stream, starting from input token x and state h (H,).
+
+    Each step feeds the current token, then draws the next from softmax(Why @ h + by).
+    h is updated in place; stops early after emitting stop_id (pass -1 never to stop).
+    Returns how many tokens were written to out (N,).
+    """
+    H = h.shape[0]
+    V = by.shape[0]
+    a = np.empty(H, dtype=h.dtype)
+    z = np.empty(V, dtype=h.dtype)
+    work = np.empty(V, dtype=h.dtype)
+    for i in range(out.shape[0]):
+        rnn_step(x, h, Wxh, Whh, bh, a)
+        np.dot(Why, h, z)
+        z += by
+        u = rng.random() if temperature != 0.0 else 0.0
+        x = draw_token(z, temperature, top_k, u, work)
+        out[i] = x
+        if x == stop_id:
+            return i + 1
+    return out.shape[0]

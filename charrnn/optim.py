@@ -1,0 +1,41 @@
+"""Optimizers over flat parameter buffers: Adam (default), Adagrad, SGD. Clipping lives in the kernels."""
+
+from charrnn.kernels import cpu
+
+SLOTS = {"adam": ("m", "v"), "adagrad": ("g2",), "sgd": ()}
+
+
+class Optimizer:
+    """Keeps per-parameter slots (flat, like the parameters) and the update count."""
+
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def __init__(self, name, params):
+        self.name = name
+        self.slots = {slot: params.like() for slot in SLOTS[name]}
+        self.updates = 0
+
+    def step(self, params, grads, lr):
+        """One update of params.flat in place from grads.flat."""
+        self.updates += 1
+        p, g = params.flat, grads.flat
+        if self.name == "adam":
+            m, v = self.slots["m"].flat, self.slots["v"].flat
+            cpu.adam_update(p, g, m, v, lr, self.beta1, self.beta2, self.eps, self.updates)
+        elif self.name == "adagrad":
+            cpu.adagrad_update(p, g, self.slots["g2"].flat, lr, self.eps)
+        else:
+            cpu.sgd_update(p, g, lr)
+
+    def state_arrays(self):
+        """{"opt.<slot>.<param>": array} for a checkpoint."""
+        return {f"opt.{slot}.{name}": view.copy() for slot, buf in self.slots.items() for name, view in buf.views.items()}
+
+    def load_state(self, arrays, updates):
+        """Restore slots from state_arrays() output; missing slots are an error for the caller to report."""
+        for slot, buf in self.slots.items():
+            buf.load({name: arrays[f"opt.{slot}.{name}"] for name in buf.views})
+        self.updates = int(updates)
+
+    def has_state(self, arrays):
+        return all(f"opt.{slot}.{name}" in arrays for slot, buf in self.slots.items() for name in buf.views)

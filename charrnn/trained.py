@@ -1,0 +1,46 @@
+"""A trained model loaded from a checkpoint, ready for sampling, evaluation and inspection."""
+
+from dataclasses import dataclass
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.model import FlatParams
+from charrnn.vocab import Vocab
+
+
+@dataclass
+class Model:
+    params: FlatParams
+    vocab: Vocab
+    meta: dict
+
+    @property
+    def lines(self):
+        """Trained with --lines: every line is a record."""
+        return bool(self.meta.get("lines", False))
+
+
+def load_model(path):
+    """Model from a checkpoint (validated; CheckpointError on any problem)."""
+    ckpt = load_checkpoint(path)
+    params = FlatParams(ckpt.hidden, ckpt.vocab_size).load(ckpt.params)
+    return Model(params=params, vocab=Vocab.from_tokens(ckpt.vocab), meta=ckpt.meta)
+
+
+def describe(model, path):
+    """What `charrnn info` shows, as a JSON-ready dict."""
+    meta = model.meta
+    return {
+        "path": str(path),
+        "cell": meta["model"]["cell"],
+        "hidden": model.params.hidden,
+        "vocab_size": model.vocab.size,
+        "parameters": int(model.params.flat.size),
+        "lines": model.lines,
+        "steps": meta.get("step"),
+        "best_val_loss": meta.get("best_val_loss"),
+        "last_val_loss": meta.get("last_val_loss"),
+        "corpus": meta.get("corpus", {}),
+        "train": meta.get("train", {}),
+        "vocab": [model.vocab.display(i) for i in range(model.vocab.size)],
+        "charrnn_version": meta.get("charrnn_version"),
+    }
