@@ -1,0 +1,23 @@
+"""Shared fixtures. Each pytest-xdist worker gets its own numba cache folder, so parallel
+workers never race writing the same cache files."""
+
+import os
+import tempfile
+from pathlib import Path
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker and "NUMBA_CACHE_DIR" not in os.environ:  # must be set before numba is imported
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"charrnn-numba-{_worker}")
+
+import pytest  # noqa: E402
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def shakespeare():
+    """The public tiny Shakespeare corpus beside the project; tests using it skip when it is absent."""
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"{SHAKESPEARE} not found")
+    return SHAKESPEARE

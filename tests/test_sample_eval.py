@@ -1,0 +1,85 @@
+"""Sampling and evaluation against plain-numpy oracles."""
+
+import math
+
+import numpy as np
+import pytest
+
+from charrnn import reference
+from charrnn.evaluate import evaluate_ids, stream_loss
+from charrnn.kernels import cpu
+from charrnn.model import PARAM_NAMES, init_params
+from charrnn.sample import generate
+from charrnn.trained import Model
+from charrnn.vocab import EOS_ID, Vocab
+
+
+def tiny_model(H=12, V=9, seed=0, scale=0.8):
+    rng = np.random.default_rng(seed)
+    params = init_params(H, V, rng)
+    for name in PARAM_NAMES:
+        params[name][...] = rng.normal(0, scale, params[name].shape)
+    tokens = ["<unk>", "<eos>"] + list("abcdefg"[: V - 2])
+    return Model(params=params, vocab=Vocab.from_tokens(tokens), meta={"lines": False})
+
+
+def test_draw_token_follows_the_softmax():
+    z = np.array([0.5, 2.0, -1.0, 1.0, 0.0], np.float32)
+    work = np.empty_like(z)
+    rng = np.random.default_rng(0)
+    n = 40000
+    for temperature in (1.0, 0.5):
+        counts = np.zeros(5)
+        for u in rng.random(n):
+            counts[cpu.draw_token(z, temperature, 0, u, work)] += 1
+        p = np.exp(z / temperature - np.max(z / temperature))
+        p /= p.sum()
+        np.testing.assert_allclose(counts / n, p, atol=4 * np.sqrt(p * (1 - p) / n).max())
+
+
+def test_draw_token_top_k_and_argmax():
+    z = np.array([0.5, 2.0, -1.0, 1.0, 0.0], np.float32)
+    work = np.empty_like(z)
+    draws = {cpu.draw_token(z, 1.0, 2, u, work) for u in np.linspace(0, 0.999, 500)}
+    assert draws == {1, 3}  # only the two largest logits
+    assert cpu.draw_token(z, 0.0, 0, 0.3, work) == 1
+    assert all(cpu.draw_token(z, 1.0, 1, u, work) == 1 for u in (0.0, 0.5, 0.99))
+
+
+def test_sampling_steps_match_the_reference_recurrence():
+    """With temperature 0 each generated token is the argmax of the reference model's next distribution."""
+    model = tiny_model()
+    prime = np.array([2, 3, 4])
+    text = "".join(generate(model, prime, 20, temperature=0.0))
+    ids, _ = model.vocab.encode_text(text)
+    p64 = {n: model.params[n].astype(np.float64) for n in PARAM_NAMES}
+    context = np.concatenate([[EOS_ID], prime, ids])
+    for i in range(len(ids)):
+        xs = context[: len(prime) + 1 + i].reshape(-1, 1)
+        _, _, probs = reference.forward(p64, xs, np.zeros_like(xs), np.zeros((1, 12)))
+        assert np.argmax(probs[-1, 0]) == ids[i]
+
+
+def test_same_seed_same_text_and_stop_at_eos():
+    model = tiny_model(scale=1.5)
+    sample = lambda seed: "".join(generate(model, [], 300, 1.0, 0, np.random.default_rng(seed)))  # noqa: E731
+    assert sample(1) == sample(1)
+    assert sample(1) != sample(2)
+    lengths = [len(sample(s)) for s in range(20)]
+    assert min(lengths) < 300  # EOS stopped some samples early (the EOS logit is not negligible here)
+
+
+def test_eval_matches_the_reference_and_ignores_window_size():
+    model = tiny_model()
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 9, 40).astype(np.uint8)
+    result = evaluate_ids(model.params, ids)
+    stream = np.concatenate([[EOS_ID], ids])
+    p64 = {n: model.params[n].astype(np.float64) for n in PARAM_NAMES}
+    ref_loss, _, _ = reference.forward(p64, stream[:-1].reshape(-1, 1), stream[1:].reshape(-1, 1), np.zeros((1, 12)))
+    assert result.chars == 40
+    assert result.loss == pytest.approx(ref_loss, rel=1e-5)
+    assert result.bpc == pytest.approx(result.loss / math.log(2))
+    assert result.perplexity == pytest.approx(math.exp(result.loss))
+    small, count = stream_loss(model.params, stream, 1, 3)  # windows of 3, state carried between them
+    assert count == 40 and small / count == pytest.approx(result.loss, rel=1e-6)
