@@ -162,7 +162,7 @@ def _loop(run, streams, val_ids, per_epoch, total, out, report, should_stop):
         return run.step
 
     def evaluate():
-        loss = validation_loss(run.params, val_ids, B, T)
+        loss = float(validation_loss(run.params, val_ids, B, T))
         improved = run.best_val_loss is None or loss < run.best_val_loss
         run.last_val_loss = loss
         if improved:

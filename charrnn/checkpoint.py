@@ -1,0 +1,331 @@
+"""Save and load charrnn checkpoints (`.npz` files).
+
+File format, version 1
+----------------------
+A checkpoint is an uncompressed `.npz` archive as written by `np.savez`.
+numpy alone can open it with `np.load(path, allow_pickle=False)`: it holds
+no pickled objects. Letters: H = hidden size, V = vocabulary size,
+B = batch size.
+
+Parameters, float32, exactly these names:
+
+    Wxh  (H, V)   input to hidden
+    Whh  (H, H)   hidden to hidden
+    bh   (H,)     hidden bias
+    Why  (V, H)   hidden to output
+    by   (V,)     output bias
+
+`vocab`: 1-d str array (numpy dtype '<U...'); the index is the token id.
+The reserved tokens `<unk>` and `<eos>` sit at the ids meta names; every
+other token is exactly one character, and all tokens are distinct.
+
+`meta`: 0-d str array holding one JSON object (strict JSON: no NaN) with:
+
+    "format": "charrnn"          "version": 1
+    "unk_id": int                "eos_id": int
+    "model": {"cell": "rnn", "hidden": H, "vocab_size": V}
+    "step": int >= 0             "best_val_loss": float or null
+    "corpus": {"fingerprint": str, ...}
+    "train": {...}               the training settings, free-form
+
+Other keys are allowed and kept (e.g. "rng": numpy Generator state,
+"lines", "created", "charrnn_version").
+
+Optional training state, for an exact resume (float32, finite):
+
+    opt.<slot>.<param>  same shape as <param>, e.g. opt.m.Wxh and opt.v.Wxh
+                        for Adam, opt.g2.Wxh for Adagrad; a slot present
+                        for one parameter must be present for all five
+    h_carry  (B, H)     hidden state carried from one window to the next
+
+Any other array name is refused. So are compressed members
+(`np.savez_compressed`): keeping every member stored lets the loader check
+each array's declared size against the bytes really in the file before it
+allocates anything.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from charrnn.checkpoint_validate import (
+    FORMAT,
+    FORMAT_VERSION,
+    PARAM_NAMES,
+    Invalid,
+    check_complete,
+    check_finite,
+    check_float_spec,
+    check_meta,
+    check_meta_spec,
+    check_stored_size,
+    check_vocab,
+    check_vocab_spec,
+    classify,
+    meta_from_text,
+    meta_to_text,
+    one_line,
+    param_shapes,
+    read_npy_header,
+    strings_from_array,
+)
+from charrnn.errors import CheckpointError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "PARAM_NAMES",
+    "Checkpoint",
+    "load_checkpoint",
+    "param_shapes",
+    "save_checkpoint",
+]
+
+# What a damaged or hostile archive can make zipfile and numpy raise while
+# reading it. Our own mistakes (AttributeError, NameError...) are left out,
+# so that they show up as bugs rather than as "corrupt".
+_DAMAGE = (
+    OSError, EOFError, ValueError, KeyError, IndexError, TypeError, OverflowError,
+    MemoryError, RuntimeError, struct.error, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile,
+)
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first / an empty archive
+
+
+@dataclass(eq=False)  # arrays have no single truth value, so no generated ==
+class Checkpoint:
+    """A model plus what is needed to resume training it.
+
+    params: "Wxh" (H, V), "Whh" (H, H), "bh" (H,), "Why" (V, H), "by" (V,),
+            all float32.
+    vocab:  V tokens; index = token id.
+    meta:   the parsed JSON object (see the module docstring).
+    state:  optional float32 arrays: "opt.<slot>.<param>" shaped like
+            <param>, and "h_carry" (B, H).
+    """
+
+    params: dict[str, np.ndarray]
+    vocab: list[str]
+    meta: dict
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def hidden(self) -> int:
+        """H, the hidden size."""
+        return int(self.params["Whh"].shape[0])
+
+    @property
+    def vocab_size(self) -> int:
+        """V, the number of tokens."""
+        return len(self.vocab)
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
+    """Write `ckpt` to `path` atomically.
+
+    The file is checked with the loader's rules first, so we never write one
+    we would refuse. meta is written with "format" and "version" filled in;
+    `ckpt.meta` itself is left unchanged. The data goes to a temporary file
+    in the same directory, reaches the disk, then replaces `path` in one
+    step: a crash or a full disk leaves the old checkpoint as it was.
+    Raises CheckpointError("cannot write checkpoint PATH: REASON").
+    """
+    path = os.fspath(path)
+    try:
+        arrays = _arrays_to_write(ckpt)
+    except Invalid as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
+
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        mode = _file_mode(path)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}") from None
+    finally:
+        # Also on KeyboardInterrupt: a stray temp file is never wanted.
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    _fsync_directory(directory)
+
+
+def _arrays_to_write(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+    """Every array of the file, checked with the same rules `load_checkpoint` applies."""
+    if not isinstance(ckpt.meta, dict):
+        raise Invalid("meta is not a dict")
+    meta = {**ckpt.meta, "format": FORMAT, "version": FORMAT_VERSION}
+    text = meta_to_text(meta)
+    # Check what a reader will see: the JSON text, parsed again.
+    parsed = meta_from_text(text)
+    hidden, vocab_size = check_meta(parsed)
+
+    tokens = list(ckpt.vocab)
+    for i, tok in enumerate(tokens):
+        if not isinstance(tok, str):
+            raise Invalid(f"vocabulary token {i} is not a str: {tok!r}")
+        if "\0" in tok:
+            # numpy str arrays drop trailing NULs, so it would not survive.
+            raise Invalid(f"vocabulary token {i} is a NUL character, which a .npz cannot store")
+    vocab = np.array(tokens, dtype=str)
+    check_vocab_spec(vocab.shape, vocab.dtype, vocab_size)
+    check_vocab(tokens, parsed["unk_id"], parsed["eos_id"])
+
+    arrays = {"meta": np.array(text), "vocab": vocab}
+    for group in (ckpt.params, ckpt.state):
+        for name, arr in group.items():
+            kind = classify(name)
+            if (kind == "param") != (group is ckpt.params):
+                raise Invalid(f"array {name!r} belongs in {'params' if kind == 'param' else 'state'}")
+            if not isinstance(arr, np.ndarray):
+                raise Invalid(f"array {name!r} is not a numpy array")
+            check_float_spec(name, arr.shape, arr.dtype, hidden, vocab_size)
+            check_finite(name, arr)
+            arrays[name] = arr
+    check_complete(set(arrays))
+    return arrays
+
+
+def _file_mode(path: str) -> int:
+    """Permissions for the new file: mkstemp makes it private (0600), but a
+    checkpoint should get what an ordinary new file would, or keep the old
+    file's."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable. Best effort: not every OS or file
+    system lets a directory be opened or synced."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------- loading
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and fully check a checkpoint.
+
+    Nothing is unpickled, and every array's header is checked against the
+    shapes meta implies before its data is read, so a hostile file cannot
+    make us allocate more than its own size. Any problem raises a single
+    CheckpointError whose one-line message starts with the path.
+    """
+    path = os.fspath(path)
+    try:
+        if os.path.isdir(path):
+            raise CheckpointError(f"{path}: is a directory")
+        if not os.path.isfile(path) and os.path.exists(path):
+            # A FIFO or device would block or stream forever.
+            raise CheckpointError(f"{path}: is not a regular file")
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
+    with f:
+        try:
+            magic = f.read(4)
+            if magic not in _ZIP_MAGICS:
+                raise Invalid("is not a charrnn checkpoint (not an .npz file)")
+            f.seek(0)
+            disk_size = os.fstat(f.fileno()).st_size
+            try:
+                npz = np.load(f, allow_pickle=False)
+            except zipfile.BadZipFile:
+                raise Invalid("is truncated or corrupt (zip directory missing or damaged)") from None
+            with npz:
+                return _read(npz, disk_size)
+        except Invalid as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        except _DAMAGE as exc:
+            raise CheckpointError(f"{path}: is truncated or corrupt ({one_line(exc)})") from None
+
+
+def _read(npz, disk_size: int) -> Checkpoint:
+    """Check and read an open archive: meta, then headers, then data."""
+    zf: zipfile.ZipFile = npz.zip
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise Invalid(f"has an unexpected zip member {info.filename!r} (not a .npy array)")
+        name = info.filename[: -len(".npy")]
+        if name in members:
+            raise Invalid(f"is truncated or corrupt (array {name!r} appears twice)")
+        members[name] = info
+
+    # meta decides every expected shape, so it is read and checked first.
+    if "meta" not in members:
+        raise Invalid("is not a charrnn checkpoint (no meta array)")
+    shape, dtype, header_size = read_npy_header(zf, members["meta"])
+    check_meta_spec(shape, dtype)
+    check_stored_size(members["meta"], shape, dtype, header_size, disk_size)
+    meta = meta_from_text(_strings(npz, "meta")[0])
+    hidden, vocab_size = check_meta(meta)
+
+    for name in members:
+        classify(name)
+    check_complete(set(members))
+    for name, info in members.items():
+        if name == "meta":
+            continue
+        shape, dtype, header_size = read_npy_header(zf, info)
+        if name == "vocab":
+            check_vocab_spec(shape, dtype, vocab_size)
+        else:
+            check_float_spec(name, shape, dtype, hidden, vocab_size)
+        check_stored_size(info, shape, dtype, header_size, disk_size)
+
+    vocab = _strings(npz, "vocab")
+    check_vocab(vocab, meta["unk_id"], meta["eos_id"])
+    params, state = {}, {}
+    for name in members:
+        if name in ("meta", "vocab"):
+            continue
+        arr = npz[name].astype(np.float32, copy=False)  # native byte order
+        check_finite(name, arr)
+        (params if name in PARAM_NAMES else state)[name] = arr
+    params = {p: params[p] for p in PARAM_NAMES}
+    return Checkpoint(params=params, vocab=vocab, meta=meta, state=state)
+
+
+def _strings(npz, name: str) -> list[str]:
+    """A str array's contents (meta or vocab) as a flat list."""
+    try:
+        return strings_from_array(npz[name])
+    except Invalid as exc:
+        raise Invalid(f"array {name!r} {exc}") from None
