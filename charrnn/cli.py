@@ -40,9 +40,18 @@ class OneLineErrors(TyperGroup):
         except Exception as err:
             if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
                 raise  # a bug: let the traceback through so it gets reported
-            error_line(err.format_message())  # a usage error found by the parser
+            if type(err).__name__ == "NoArgsIsHelpError":  # bare `charrnn`: the help, not an error line
+                sys.stderr.write(err.format_message().rstrip("\n") + "\n")
+            else:
+                error_line(err.format_message())  # a usage error found by the parser
             code = err.exit_code
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # any command's stdout piped into `head` and the like
+            return quiet_broken_pipe()
 
 
 def quiet_broken_pipe():

@@ -35,7 +35,11 @@ class FlatParams:
         start = 0
         for name, shape in shapes.items():
             n = int(np.prod(shape))
-            self.views[name] = self.flat[start : start + n].reshape(shape)
+            block = self.flat[start : start + n]
+            if name == "Wxh":  # stored (V, H) so that a token's column Wxh[:, x] is contiguous
+                self.views[name] = block.reshape(shape[::-1]).T
+            else:
+                self.views[name] = block.reshape(shape)
             start += n
 
     def __getitem__(self, name):
@@ -55,8 +59,8 @@ class FlatParams:
         return self
 
     def as_dict(self):
-        """Independent copies of each view, for saving."""
-        return {name: view.copy() for name, view in self.views.items()}
+        """Independent C-ordered copies of each view, for saving."""
+        return {name: view.copy(order="C") for name, view in self.views.items()}
 
 
 def init_params(hidden, vocab_size, rng, dtype=np.float32):

@@ -1,5 +1,6 @@
 """What the commands print on stdout: vocabulary tables, evaluation results, checkpoint details."""
 
+import errno
 import json
 import sys
 
@@ -11,8 +12,15 @@ def to_json(data):
     return json.dumps(data, ensure_ascii=False, indent=2)
 
 
+class StdoutConsole(Console):
+    def on_broken_pipe(self):
+        # rich would exit 1 here; let the CLI stop quietly (exit 0) as it does for every command
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
 def stdout_console():
-    return Console(file=sys.stdout, highlight=False)
+    return StdoutConsole(file=sys.stdout, highlight=False)
 
 
 def vocab_rows(vocab):
