@@ -297,10 +297,10 @@ def _count_pass(sources, lines, encoding_errors, chunk_bytes):
     return seen.astype(np.uint32), totals[seen], n_records, n_ids, tally.n_chars
 
 
-def _encode_pass(sources, vocab, n_ids, lines, encoding_errors, chunk_bytes):
+def _encode_pass(sources, vocab, n_ids, lines, encoding_errors, chunk_bytes, allocate):
     """Encode every source into one preallocated (n_ids,) id array; returns
     (ids, tally).  n_ids comes from the count pass, so no trimming is needed."""
-    ids = np.empty(n_ids, dtype=vocab.id_dtype)
+    ids = allocate(n_ids, vocab.id_dtype)
     tally = _Tally()
     pos = 0
     for source, cps, eos in _pieces(sources, lines, encoding_errors, chunk_bytes, tally):
@@ -343,6 +343,7 @@ def load_corpus(
     vocab: Vocab | None = None,
     stdin: BinaryIO | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    allocate=np.empty,
 ) -> Corpus:
     """Read, check and encode a corpus.
 
@@ -351,7 +352,8 @@ def load_corpus(
     are already in memory).  With `vocab` None the vocabulary is built here,
     characters rarer than `min_count` folding into UNK.  With a vocabulary
     given, `min_count` is ignored; characters it lacks encode to UNK and are
-    listed in `Corpus.unknown`.
+    listed in `Corpus.unknown`.  `allocate(n, dtype)` makes the id array
+    (charrnn.corpus_cache passes a memory-mapped file).
 
     Raises CorpusError (one line) for an empty or whitespace-only corpus,
     fewer than two distinct characters, and every read error of
@@ -376,5 +378,5 @@ def load_corpus(
         unknown = ""
     else:
         unknown = codepoints_to_text(vocab.encode(codepoints)[1])
-    ids, tally = _encode_pass(sources, vocab, n_ids, *args)
+    ids, tally = _encode_pass(sources, vocab, n_ids, *args, allocate)
     return Corpus(ids, vocab, _fingerprint(tally, lines), n_chars, unknown)
