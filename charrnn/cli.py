@@ -132,7 +132,7 @@ def train(
 ):
     """Train a model on a corpus and save it to a checkpoint."""
     from charrnn.config import TrainConfig
-    from charrnn.corpus import load_corpus
+    from charrnn.corpus_cache import load_corpus_cached
     from charrnn.progress import TrainingReporter, summary_line
     from charrnn.train import check_writable, train as run_training
 
@@ -142,7 +142,7 @@ def train(
         save_every=save_every, lines=lines, min_count=min_count,
     )  # fmt: skip
     check_writable(out)
-    loaded = load_corpus(corpus, lines=lines, encoding_errors=encoding_errors, min_count=min_count)
+    loaded = load_corpus_cached(corpus, lines=lines, encoding_errors=encoding_errors, min_count=min_count)
     console = stderr_console()
     with StopOnSignal() as stop, TrainingReporter(console, quiet=quiet) as reporter:
         result = run_training(loaded, cfg, out, report=reporter, should_stop=stop.requested)

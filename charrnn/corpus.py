@@ -146,7 +146,7 @@ def _os_error(name: str, err: OSError) -> CorpusError:
 
 def _check_args(encoding_errors: str, chunk_bytes: int) -> None:
     if encoding_errors not in ENCODING_ERRORS:
-        raise UsageError(f"encoding errors must be one of strict, replace, ignore, not {encoding_errors!r}")
+        raise UsageError(f"--encoding-errors must be one of strict, replace, ignore (got {encoding_errors!r})")
     if int(chunk_bytes) < 1:
         raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
 
@@ -361,7 +361,7 @@ def load_corpus(
     """
     _check_args(encoding_errors, chunk_bytes)
     if int(min_count) < 1:
-        raise UsageError(f"--min-count must be at least 1, not {min_count}")
+        raise UsageError(f"--min-count must be at least 1 (got {min_count})")
     given = [p for p in paths if isinstance(p, Source)]
     sources = given if len(given) == len(paths) else open_sources(paths, stdin)
     args = (lines, encoding_errors, chunk_bytes)
@@ -374,7 +374,10 @@ def load_corpus(
     if codepoints.size == 0 or codepoints_to_text(codepoints).isspace():
         raise _named(sources, "corpus holds only whitespace")
     if vocab is None:
-        vocab = Vocab.from_counts(codepoints, counts, n_records, min_count)
+        try:
+            vocab = Vocab.from_counts(codepoints, counts, n_records, min_count)
+        except CorpusError as err:
+            raise _named(sources, str(err)) from None
         unknown = ""
     else:
         unknown = codepoints_to_text(vocab.encode(codepoints)[1])

@@ -51,6 +51,7 @@ class TrainingReporter:
         getattr(self, "_" + kind)(info)
 
     def _start(self, info):
+        self.last_plain = time.monotonic()
         total = info["total_steps"]
         plan = f"{total:,} steps" if total else "until the time limit"
         self.console.print(
@@ -89,10 +90,7 @@ class TrainingReporter:
             self.console.print(f"step {info['step']:,}{total}  {self._status(info)}  eta {fmt_duration(info['eta'])}", highlight=False, soft_wrap=True)
 
     def _eval(self, info):
-        self.val = f"{info['val_loss']:.4f}"
-        if self.progress is None:
-            mark = " (best)" if info["improved"] else ""
-            self.console.print(f"step {info['step']:,}  val loss {info['val_loss']:.4f} nats, {bits(info['val_loss']):.3f} bits/char{mark}", highlight=False, soft_wrap=True)
+        self.val = f"{info['val_loss']:.4f}"  # shown with the next progress line
 
     def _save(self, info):
         pass  # the summary names the checkpoints; a line per save would drown the progress

@@ -116,7 +116,7 @@ class Vocab:
         Raises CorpusError when fewer than two distinct characters remain.
         """
         if int(min_count) < 1:
-            raise UsageError(f"--min-count must be at least 1, not {min_count}")
+            raise UsageError(f"--min-count must be at least 1 (got {min_count})")
         codepoints = np.asarray(codepoints).astype(np.uint32, copy=False).ravel()
         counts = np.asarray(counts).astype(np.int64, copy=False).ravel()
         if codepoints.shape != counts.shape:

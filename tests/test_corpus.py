@@ -276,7 +276,7 @@ def test_replace_and_ignore(tmp_path):
 def test_bad_encoding_errors_value():
     with pytest.raises(UsageError) as err:
         from_bytes(b"ab", encoding_errors="surrogateescape")
-    assert str(err.value) == "encoding errors must be one of strict, replace, ignore, not 'surrogateescape'"
+    assert str(err.value) == "--encoding-errors must be one of strict, replace, ignore (got 'surrogateescape')"
 
 
 @pytest.mark.parametrize(("chunk_bytes", "errors"), [(1 << 20, "strict"), (3, "strict"), (3, "replace")])
@@ -358,7 +358,7 @@ def test_one_distinct_character(tmp_path):
     path = write(tmp_path, "a.txt", "aaaa")
     with pytest.raises(CorpusError) as err:
         load_corpus([path])
-    assert str(err.value) == "corpus has only one distinct character ('a'); a model needs at least two"
+    assert str(err.value) == f"{path}: corpus has only one distinct character ('a'); a model needs at least two"
     # With --lines the newline is not a character, so this is one character too.
     with pytest.raises(CorpusError):
         from_bytes(b"a\na\n", lines=True)
@@ -367,7 +367,7 @@ def test_one_distinct_character(tmp_path):
 def test_bad_min_count():
     with pytest.raises(UsageError) as err:
         from_bytes(b"ab", min_count=0)
-    assert str(err.value) == "--min-count must be at least 1, not 0"
+    assert str(err.value) == "--min-count must be at least 1 (got 0)"
 
 
 # -- encoding with a given vocabulary ------------------------------------------

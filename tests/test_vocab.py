@@ -134,7 +134,7 @@ def test_min_count_leaving_too_few_is_an_error():
 def test_min_count_below_one_is_a_usage_error():
     with pytest.raises(UsageError) as err:
         vocab_of("ab", min_count=0)
-    assert str(err.value) == "--min-count must be at least 1, not 0"
+    assert str(err.value) == "--min-count must be at least 1 (got 0)"
 
 
 def test_from_tokens_roundtrip_keeps_order_and_has_no_counts():
