@@ -9,6 +9,9 @@ _worker = os.environ.get("PYTEST_XDIST_WORKER")
 if _worker and "NUMBA_CACHE_DIR" not in os.environ:  # must be set before numba is imported
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"charrnn-numba-{_worker}")
 
+# Encoded-corpus caches made by tests go to a throwaway folder, not the user's cache.
+os.environ.setdefault("CHARRNN_CACHE_DIR", tempfile.mkdtemp(prefix="charrnn-corpora-"))
+
 import pytest  # noqa: E402
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
