@@ -10,45 +10,9 @@ The CUDA module mirrors these signatures; `charrnn.reference` holds the plain-nu
 import math
 
 import numpy as np
-from numba import types
-from numba.extending import overload
 
-from charrnn.kernels.jit import FASTMATH, kernel
-
-
-def tanh_into(a, out):
-    """out[j] = tanh(a[j]) for 1-d arrays (may be the same array). Compiled per dtype, see below."""
-    np.tanh(a, out)
-
-
-# tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 7.9, +-(1 - 6e-8) beyond: a rational least-squares fit
-# (linearised, refined toward minimax) made for charrnn. In float32 its error is below 3.5e-7
-# absolute, |result| <= 1, and, unlike libm's scalar tanh, the loop vectorises (tests/test_kernels.py).
-TANH_CLAMP = 7.9
-TANH_P = (1.0, 0.13444645702838898, 0.003571929642930627, 2.190742816310376e-05, 1.526571935528409e-08)
-TANH_Q = (1.0, 0.4677796959877014, 0.026165293529629707, 0.00034121316275559366, 8.532906576874666e-07)
-
-
-@overload(tanh_into, jit_options=dict(fastmath=FASTMATH))
-def _tanh_into(a, out):
-    if a.dtype != types.float32:  # float64 (gradient checks): libm's exact tanh
-        def exact(a, out):
-            for j in range(a.shape[0]):
-                out[j] = math.tanh(a[j])
-
-        return exact
-
-    c = np.float32(TANH_CLAMP)
-    p0, p1, p2, p3, p4 = (np.float32(v) for v in TANH_P)
-    q0, q1, q2, q3, q4 = (np.float32(v) for v in TANH_Q)
-
-    def rational(a, out):
-        for j in range(a.shape[0]):
-            x = min(max(a[j], -c), c)
-            s = x * x
-            out[j] = x * (p0 + s * (p1 + s * (p2 + s * (p3 + s * p4)))) / (q0 + s * (q1 + s * (q2 + s * (q3 + s * q4))))
-
-    return rational
+from charrnn.kernels.elementwise import exp_shifted_into, tanh_into
+from charrnn.kernels.jit import kernel
 
 
 # --------------------------------------------------------------------------- recurrence
@@ -119,6 +83,7 @@ def softmax_xent(logits, ys, dlogits):
     (may be the same array as logits). Returns the mean loss (float64).
     """
     N, V = logits.shape
+    bits = np.empty(V, np.int32)
     total = 0.0
     scale = 1.0 / N
     for p in range(N):
@@ -126,14 +91,11 @@ def softmax_xent(logits, ys, dlogits):
         d = dlogits[p]
         y = ys[p]
         zy = z[y]  # read before d (which may alias z) is written
-        zmax = z[0]
-        for k in range(1, V):
-            zmax = max(zmax, z[k])
+        zmax = np.max(z)
+        exp_shifted_into(z, zmax, d, bits)
         s = 0.0
         for k in range(V):
-            e = math.exp(z[k] - zmax)
-            d[k] = e
-            s += e
+            s += d[k]
         total += math.log(s) + zmax - zy
         inv = scale / s
         for k in range(V):
@@ -146,15 +108,16 @@ def softmax_xent(logits, ys, dlogits):
 def xent_sum(logits, ys):
     """Sum over positions of -log softmax(logits[p])[ys[p]] (float64). logits (N, V), ys (N,)."""
     N, V = logits.shape
+    e = np.empty(V, logits.dtype)
+    bits = np.empty(V, np.int32)
     total = 0.0
     for p in range(N):
         z = logits[p]
-        zmax = z[0]
-        for k in range(1, V):
-            zmax = max(zmax, z[k])
+        zmax = np.max(z)
+        exp_shifted_into(z, zmax, e, bits)
         s = 0.0
         for k in range(V):
-            s += math.exp(z[k] - zmax)
+            s += e[k]
         total += math.log(s) + zmax - z[ys[p]]
     return total
 
