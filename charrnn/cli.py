@@ -125,6 +125,7 @@ def train(
     val_frac: Annotated[float, typer.Option(help="Fraction held out from the end for validation.")] = 0.05,
     eval_every: Annotated[int, typer.Option(help="Validate every this many steps.")] = 200,
     save_every: Annotated[int, typer.Option(help="Save the latest state every this many steps.")] = 1000,
+    threads: Annotated[int, typer.Option(help="Worker threads sharing the streams (0: one per core).")] = 0,
     lines: Lines = False,
     min_count: Annotated[int, typer.Option(help="Characters seen fewer times become <unk>.")] = 1,
     encoding_errors: EncodingErrors = "strict",
@@ -139,7 +140,7 @@ def train(
     cfg = TrainConfig(
         hidden=hidden, seq=seq, batch=batch, lr=lr, lr_decay=lr_decay, optimizer=optimizer, clip=clip,
         steps=steps, epochs=epochs, time_limit=time, seed=seed, val_frac=val_frac, eval_every=eval_every,
-        save_every=save_every, lines=lines, min_count=min_count,
+        save_every=save_every, threads=threads, lines=lines, min_count=min_count,
     )  # fmt: skip
     check_writable(out)
     loaded = load_corpus_cached(corpus, lines=lines, encoding_errors=encoding_errors, min_count=min_count)

@@ -25,6 +25,7 @@ class TrainConfig:
     val_frac: float = 0.05
     eval_every: int = 200  # steps
     save_every: int = 1000  # steps
+    threads: int = 0  # worker threads, each taking a share of the B streams; 0: one per core
     lines: bool = False  # every line of the corpus is a record
     min_count: int = 1
 
@@ -54,6 +55,7 @@ class TrainConfig:
         need(self.eval_every >= 1, "eval-every", "at least 1", self.eval_every)
         need(self.save_every >= 1, "save-every", "at least 1", self.save_every)
         need(self.min_count >= 1, "min-count", "at least 1", self.min_count)
+        need(isinstance(self.threads, int) and 0 <= self.threads <= 256, "threads", "an integer from 0 (one per core) to 256", self.threads)
         need(0 <= self.seed < 2**63, "seed", "a non-negative integer", self.seed)
 
     def to_dict(self):

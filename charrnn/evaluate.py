@@ -13,6 +13,7 @@ import numpy as np
 
 from charrnn.batches import stream_view
 from charrnn.model import Workspace, forward_loss_sum
+from charrnn.parallel import split_streams
 from charrnn.threads import compute_threads
 from charrnn.vocab import EOS_ID
 
@@ -40,12 +41,16 @@ def stream_loss(params, ids, streams, T):
     """Total loss and count over ids (N,) cut into `streams` rows, each run from h = 0 with the
     state carried across windows of T steps. Every position of every row is scored once.
     """
-    rows = stream_view(ids, streams)  # (B, L+1)
+    return rows_loss(params, stream_view(ids, streams), T)
+
+
+def rows_loss(params, rows, T):
+    """stream_loss over a (B, L+1) stream view (see charrnn.batches)."""
     B, L = rows.shape[0], rows.shape[1] - 1
     T = min(T, L)
     ws = Workspace.allocate(T, B, params.hidden, params.vocab_size, params.flat.dtype)
-    xs = np.empty((T, B), ids.dtype)
-    ys = np.empty((T, B), ids.dtype)
+    xs = np.empty((T, B), rows.dtype)
+    ys = np.empty((T, B), rows.dtype)
     h = np.zeros((B, params.hidden), params.flat.dtype)
     total = 0.0
     for start in range(0, L, T):
@@ -64,11 +69,15 @@ def evaluate_ids(params, ids, eos_id=EOS_ID):
     return EvalResult(loss=total / count, chars=count)
 
 
-def validation_loss(params, ids, batch, T):
-    """Mean loss on held-out ids, as up to `batch` parallel streams (fast; each stream from h = 0)."""
-    streams = max(1, min(batch, (len(ids) - 1) // T))
-    total, count = stream_loss(params, ids, streams, T)
-    return total / count
+def validation_loss(params, ids, batch, T, runner=None):
+    """Mean loss on held-out ids, as up to `batch` parallel streams (each from h = 0), their
+    groups spread over the threads of `runner` (a charrnn.parallel.WindowRunner) when given."""
+    rows = stream_view(ids, max(1, min(batch, (len(ids) - 1) // T)))
+    workers = 1 if runner is None else min(runner.workers, rows.shape[0])
+    groups = [rows[a:b] for a, b in split_streams(rows.shape[0], workers)]
+    run_all = map if runner is None else runner.map
+    parts = list(run_all(lambda group: rows_loss(params, group, T), groups))
+    return sum(total for total, _ in parts) / sum(count for _, count in parts)
 
 
 def evaluate_files(model, paths, encoding_errors="strict", stdin=None):

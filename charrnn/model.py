@@ -78,7 +78,8 @@ class Workspace:
     """Preallocated buffers for one window of T steps over B streams."""
 
     hs: np.ndarray  # (T+1, B, H) hidden states, hs[0] = carried state
-    logits: np.ndarray  # (N, V) logits, overwritten by their gradient
+    logits: np.ndarray  # (N, V) logits
+    dlogits: np.ndarray  # (N, V) their gradient (a separate buffer lets the softmax loop vectorise)
     dhs: np.ndarray  # (T, B, H) dLoss/dh_t from the output layer
     das: np.ndarray  # (T, B, H) dLoss/da_t (pre-activation)
     dh0: np.ndarray  # (B, H)
@@ -88,6 +89,7 @@ class Workspace:
         return cls(
             hs=np.zeros((T + 1, B, H), dtype),
             logits=np.zeros((T * B, V), dtype),
+            dlogits=np.zeros((T * B, V), dtype),
             dhs=np.zeros((T, B, H), dtype),
             das=np.zeros((T, B, H), dtype),
             dh0=np.zeros((B, H), dtype),
@@ -110,8 +112,8 @@ def loss_and_grads(params, grads, xs, ys, h0, ws):
     h_all = ws.hs[1:].reshape(N, H)  # (N, H)
     np.matmul(h_all, Why.T, out=ws.logits)  # (N, V)
     ws.logits += by
-    loss = cpu.softmax_xent(ws.logits, ys.reshape(N), ws.logits)
-    dlogits = ws.logits  # (N, V), now the gradient
+    loss = cpu.softmax_xent(ws.logits, ys.reshape(N), ws.dlogits)
+    dlogits = ws.dlogits  # (N, V)
 
     np.matmul(dlogits.T, h_all, out=grads["Why"])  # (V, H)
     np.sum(dlogits, axis=0, out=grads["by"])

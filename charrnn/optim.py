@@ -1,5 +1,7 @@
 """Optimizers over flat parameter buffers: Adam (default), Adagrad, SGD. Clipping lives in the kernels."""
 
+import math
+
 from charrnn.kernels import cpu
 
 SLOTS = {"adam": ("m", "v"), "adagrad": ("g2",), "sgd": ()}
@@ -19,13 +21,17 @@ class Optimizer:
         """One update of params.flat in place from grads.flat."""
         self.updates += 1
         p, g = params.flat, grads.flat
+        cast = p.dtype.type  # scalars in the parameters' precision keep the kernels' loops narrow
         if self.name == "adam":
             m, v = self.slots["m"].flat, self.slots["v"].flat
-            cpu.adam_update(p, g, m, v, lr, self.beta1, self.beta2, self.eps, self.updates)
+            c1 = 1.0 - self.beta1**self.updates  # bias corrections, folded into the step size and eps
+            c2 = 1.0 - self.beta2**self.updates
+            alpha, eps = lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
+            cpu.adam_update(p, g, m, v, cast(alpha), cast(self.beta1), cast(self.beta2), cast(eps))
         elif self.name == "adagrad":
-            cpu.adagrad_update(p, g, self.slots["g2"].flat, lr, self.eps)
+            cpu.adagrad_update(p, g, self.slots["g2"].flat, cast(lr), cast(self.eps))
         else:
-            cpu.sgd_update(p, g, lr)
+            cpu.sgd_update(p, g, cast(lr))
 
     def state_arrays(self):
         """{"opt.<slot>.<param>": array} for a checkpoint."""

@@ -23,8 +23,9 @@ from charrnn.config import DEFAULT_EPOCHS, TrainConfig
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.evaluate import validation_loss
 from charrnn.kernels import cpu
-from charrnn.model import Workspace, init_params, loss_and_grads
+from charrnn.model import init_params
 from charrnn.optim import Optimizer
+from charrnn.parallel import WindowRunner
 from charrnn.threads import compute_threads
 from charrnn.vocab import EOS_ID, UNK_ID
 
@@ -127,8 +128,8 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
             total_steps=total,
         ),
     )
-    with compute_threads():
-        stopped_early, rate = _loop(run, streams, val_ids, per_epoch, total, out, report, should_stop)
+    with compute_threads(), WindowRunner(run.params, T, B, streams.dtype, workers=cfg.threads or None) as runner:
+        stopped_early, rate = _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop)
     return TrainResult(
         steps=run.step,
         chars_per_s=rate,
@@ -140,10 +141,9 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
     )
 
 
-def _loop(run, streams, val_ids, per_epoch, total, out, report, should_stop):
+def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop):
     cfg = run.cfg
     T, B = cfg.seq, cfg.batch
-    ws = Workspace.allocate(T, B, cfg.hidden, run.params.vocab_size)
     xs = np.empty((T, B), streams.dtype)
     ys = np.empty((T, B), streams.dtype)
     start_time = time.perf_counter()
@@ -162,7 +162,7 @@ def _loop(run, streams, val_ids, per_epoch, total, out, report, should_stop):
         return run.step
 
     def evaluate():
-        loss = float(validation_loss(run.params, val_ids, B, T))
+        loss = float(validation_loss(run.params, val_ids, B, T, runner))
         improved = run.best_val_loss is None or loss < run.best_val_loss
         run.last_val_loss = loss
         if improved:
@@ -175,7 +175,7 @@ def _loop(run, streams, val_ids, per_epoch, total, out, report, should_stop):
         if k == 0:
             run.h[...] = 0.0  # every epoch starts from a zero state
         fill_window(streams, k * T, xs, ys)
-        loss = loss_and_grads(run.params, run.grads, xs, ys, run.h, ws)
+        loss = runner.loss_and_grads(run.params, run.grads, xs, ys, run.h)  # carries run.h forward
         norm = cpu.clip_by_global_norm(run.grads.flat, cfg.clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise CharrnnError(
@@ -183,7 +183,6 @@ def _loop(run, streams, val_ids, per_epoch, total, out, report, should_stop):
                 f"the last good checkpoint is kept; try a lower --lr or --clip"
             )
         run.opt.step(run.params, run.grads, cfg.learning_rate * cfg.lr_decay**epoch)
-        run.h[...] = ws.hs[-1]
         run.step += 1
 
         now = time.perf_counter()

@@ -10,6 +10,7 @@ from charrnn.corpus import load_corpus
 from charrnn.errors import UsageError
 from charrnn.evaluate import validation_loss
 from charrnn.model import FlatParams
+from charrnn.parallel import WindowRunner
 from charrnn.train import best_path, train
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 60
@@ -54,18 +55,20 @@ def test_same_seed_same_model_and_losses(corpus, tmp_path):
     assert not np.array_equal(load_checkpoint(c.checkpoint).params["Whh"], a.params["Whh"])
 
 
-def test_hidden_state_carried_between_windows_and_reset_each_epoch(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hidden_state_carried_between_windows_and_reset_each_epoch(corpus, tmp_path, monkeypatch, threads):
     seen = []  # (h0 passed in, last hidden state of the window)
-    real = train_module.loss_and_grads
+    real = WindowRunner.loss_and_grads
 
-    def spy(params, grads, xs, ys, h0, ws):
-        loss = real(params, grads, xs, ys, h0, ws)
-        seen.append((h0.copy(), ws.hs[-1].copy()))
+    def spy(self, params, grads, xs, ys, h):
+        h0 = h.copy()
+        loss = real(self, params, grads, xs, ys, h)  # replaces h with the window's last state
+        seen.append((h0, h.copy()))
         return loss
 
-    monkeypatch.setattr(train_module, "loss_and_grads", spy)
+    monkeypatch.setattr(WindowRunner, "loss_and_grads", spy)
     events = []
-    run(corpus, tmp_path, epochs=2, events=events)
+    run(corpus, tmp_path, epochs=2, events=events, threads=threads)
     per_epoch = next(info["windows_per_epoch"] for kind, info in events if kind == "start")
     assert per_epoch > 2 and len(seen) == 2 * per_epoch
     for step, (h0, _) in enumerate(seen):
@@ -74,6 +77,14 @@ def test_hidden_state_carried_between_windows_and_reset_each_epoch(corpus, tmp_p
         else:
             np.testing.assert_array_equal(h0, seen[step - 1][1])
             assert h0.any()
+
+
+def test_threads_share_the_streams_without_changing_the_result(corpus, tmp_path):
+    one = load_checkpoint(run(corpus, tmp_path, "one.npz", steps=30, threads=1).checkpoint)
+    two = load_checkpoint(run(corpus, tmp_path, "two.npz", steps=30, threads=2).checkpoint)
+    for name in one.params:  # only the order of summing the groups' gradients differs
+        np.testing.assert_allclose(two.params[name], one.params[name], rtol=0, atol=1e-4)
+    assert two.meta["best_val_loss"] == pytest.approx(one.meta["best_val_loss"], rel=1e-4)
 
 
 def test_checkpoints_latest_and_best(corpus, tmp_path):

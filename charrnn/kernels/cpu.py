@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from charrnn.kernels.elementwise import exp_shifted_into, tanh_into
+from charrnn.kernels.elementwise import exp_shifted_into, like, tanh_into
 from charrnn.kernels.jit import kernel
 
 
@@ -40,7 +40,7 @@ def rnn_forward(xs, h0, Wxh, Whh, bh, hs):
             tanh_into(row, row)
 
 
-@kernel
+@kernel(fastmath=True)
 def rnn_backward(hs, dhs, Whh, das, dh):
     """Backpropagate through the recurrence of a window.
 
@@ -54,7 +54,8 @@ def rnn_backward(hs, dhs, Whh, das, dh):
         da = das[t]
         for b in range(B):
             for j in range(H):
-                da[b, j] = (dhs[t, b, j] + dh[b, j]) * (1.0 - h[b, j] * h[b, j])
+                g = dhs[t, b, j] + dh[b, j]
+                da[b, j] = g - g * h[b, j] * h[b, j]  # g * (1 - h²), no float64 constant
         np.dot(da, Whh, dh)  # (B, H) = (B, H) @ (H, H)
 
 
@@ -85,7 +86,7 @@ def softmax_xent(logits, ys, dlogits):
     N, V = logits.shape
     bits = np.empty(V, np.int32)
     total = 0.0
-    scale = 1.0 / N
+    scale = like(dlogits, 1.0 / N)
     for p in range(N):
         z = logits[p]
         d = dlogits[p]
@@ -97,11 +98,11 @@ def softmax_xent(logits, ys, dlogits):
         for k in range(V):
             s += d[k]
         total += math.log(s) + zmax - zy
-        inv = scale / s
+        inv = like(d, scale / s)
         for k in range(V):
             d[k] *= inv
         d[y] -= scale
-    return total * scale
+    return total / N
 
 
 @kernel(fastmath=True)
@@ -133,7 +134,7 @@ def clip_by_global_norm(g, max_norm):
         s += g[i] * g[i]
     norm = math.sqrt(s)
     if max_norm > 0.0 and norm > max_norm:
-        scale = max_norm / norm
+        scale = like(g, max_norm / norm)
         for i in range(g.shape[0]):
             g[i] *= scale
     return norm
@@ -141,30 +142,31 @@ def clip_by_global_norm(g, max_norm):
 
 @kernel(fastmath=True)
 def sgd_update(p, g, lr):
-    """p -= lr * g. All flat (P,)."""
+    """p -= lr * g. All flat (P,); scalars of p's dtype."""
     for i in range(p.shape[0]):
         p[i] -= lr * g[i]
 
 
 @kernel(fastmath=True)
 def adagrad_update(p, g, g2, lr, eps):
-    """Adagrad: g2 += g²; p -= lr * g / (sqrt(g2) + eps). All flat (P,)."""
+    """Adagrad: g2 += g²; p -= lr * g / (sqrt(g2) + eps). All flat (P,); scalars of p's dtype."""
     for i in range(p.shape[0]):
         g2[i] += g[i] * g[i]
-        p[i] -= lr * g[i] / (math.sqrt(g2[i]) + eps)
+        p[i] -= lr * g[i] / (np.sqrt(g2[i]) + eps)
 
 
 @kernel(fastmath=True)
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, step):
-    """Adam with bias correction; `step` counts from 1. All flat (P,)."""
-    c1 = 1.0 - beta1**step
-    c2 = 1.0 - beta2**step
-    alpha = lr * math.sqrt(c2) / c1
-    eps_hat = eps * math.sqrt(c2)
+def adam_update(p, g, m, v, alpha, beta1, beta2, eps):
+    """One Adam step with the bias correction folded into alpha and eps (see charrnn.optim).
+
+    m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g²;  p <- p - alpha m / (sqrt(v) + eps).
+    All flat (P,); scalars of p's dtype.
+    """
+    one = like(p, 1.0)
     for i in range(p.shape[0]):
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i]
-        p[i] -= alpha * m[i] / (math.sqrt(v[i]) + eps_hat)
+        m[i] = beta1 * m[i] + (one - beta1) * g[i]
+        v[i] = beta2 * v[i] + (one - beta2) * g[i] * g[i]
+        p[i] -= alpha * m[i] / (np.sqrt(v[i]) + eps)
 
 
 # --------------------------------------------------------------------------- sampling

@@ -15,6 +15,21 @@ from numba.extending import overload
 from charrnn.kernels.jit import FASTMATH
 
 
+def like(a, x):
+    """x as a scalar of a's dtype: keeps float32 loops in float32 (a float64 constant would widen them)."""
+    return a.dtype.type(x)
+
+
+@overload(like)
+def _like(a, x):
+    dtype = a.dtype
+
+    def cast(a, x):
+        return dtype(x)
+
+    return cast
+
+
 def tanh_into(a, out):
     """out[j] = tanh(a[j]) for 1-d arrays (may be the same array). Compiled per dtype, see below."""
     np.tanh(a, out)

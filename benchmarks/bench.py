@@ -1,0 +1,281 @@
+"""Benchmark charrnn against a PyTorch peer: training and sampling throughput, achieved GFLOP/s, start-up.
+
+    python benchmarks/bench.py [--corpus PATH] [--device cpu|cuda] [--quick]
+
+Prints the machine, then one markdown table, to stdout; progress goes to stderr.
+See benchmarks/README.md for what each row measures.
+"""
+
+import argparse
+import importlib.util
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+B, T = 32, 64
+SIZES = (128, 512)
+TRAIN_STEPS = {128: 2000, 512: 250}  # timed steps: about 10 s each for charrnn on a 2-core Xeon
+WARMUP_STEPS = 20
+BLOCKS = 5  # the timed steps are cut into blocks; the median block rate is reported
+UNSTABLE = 0.25  # blocks further apart than this (relative to the median) mark a busy machine
+SAMPLE_CHARS, SAMPLE_REPEATS, TEMPERATURE = 20_000, 3, 0.8
+QUICK = 5  # --quick divides the work by this (about 2 s per measurement)
+
+
+def fail(message):
+    sys.exit(f"bench: error: {message}")
+
+
+def progress(message):
+    print(f"bench: {message} ...", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def machine_lines(device):
+    import numba
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    lines = [
+        f"CPU: {cpu}; {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable); "
+        f"load average {os.getloadavg()[0]:.2f}",
+        f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}",
+    ]
+    if device == "cuda":
+        lines.append(f"GPU: {torch.cuda.get_device_name()}")
+    return lines
+
+
+def check_device(device):
+    """Exit with one line when `device` cannot be benchmarked here."""
+    if device == "cpu":
+        return
+    import torch
+    from numba import cuda
+
+    if not (torch.cuda.is_available() and cuda.is_available()):
+        fail("--device cuda: no CUDA device is available on this machine (torch and numba see none)")
+    if importlib.util.find_spec("charrnn.kernels.cuda") is None:
+        fail("--device cuda: charrnn has no CUDA kernels yet (charrnn/kernels/cuda.py)")
+
+
+# --------------------------------------------------------------------------- charrnn's side
+
+
+def block_bounds(warmup, steps):
+    """Step counts at the block boundaries: warmup, ..., warmup + steps."""
+    return [warmup + steps * i // BLOCKS for i in range(BLOCKS + 1)]
+
+
+def charrnn_train_rates(corpus, H, bounds, device):
+    """Characters per second of `charrnn.train.train` itself, for each block of steps between `bounds`.
+
+    The rates come from the `elapsed` the library reports with each step, so they time the real loop
+    (window, loss and gradients, clipping, Adam, carried state), after bounds[0] warm-up steps (which
+    include the compile); no validation (val_frac=0) and no checkpoint until after the last step.
+    """
+    from charrnn.config import TrainConfig
+    from charrnn.train import train
+
+    assert device == "cpu", "the CUDA training path is not written yet"  # check_device stops earlier
+    elapsed = {}
+
+    def report(kind, info):
+        if kind == "step":
+            elapsed[info["step"]] = info["elapsed"]
+
+    total = bounds[-1]
+    cfg = TrainConfig(hidden=H, seq=T, batch=B, steps=total, val_frac=0.0, save_every=total + 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(corpus, cfg, out=os.path.join(tmp, "bench.npz"), report=report)
+    return [(end - first) * T * B / (elapsed[end] - elapsed[first]) for first, end in zip(bounds, bounds[1:])]
+
+
+def steady(rates, unstable, label):
+    """The median of the block rates; the measurement is noted in `unstable` when the blocks disagree."""
+    median = float(np.median(rates))
+    if (max(rates) - min(rates)) / median > UNSTABLE:
+        unstable.append(f"{label}: {min(rates):,.0f} to {max(rates):,.0f} chars/s")
+    return median
+
+
+def random_model(corpus, H):
+    """A charrnn Model of hidden size H with random weights. <eos> gets a bias of -1e4, so sampling
+    never stops early and both samplers produce exactly the length asked for."""
+    from charrnn.model import init_params
+    from charrnn.trained import Model
+    from charrnn.vocab import EOS_ID
+
+    params = init_params(H, corpus.vocab.size, np.random.default_rng(0))
+    params["by"][EOS_ID] = -1e4
+    return Model(params=params, vocab=corpus.vocab, meta={})
+
+
+def charrnn_sample_rate(model, n, repeats, device):
+    """Characters per second of `charrnn.sample.generate` (one stream), best of `repeats`."""
+    from charrnn.sample import generate
+
+    assert device == "cpu", "the CUDA sampling path is not written yet"
+    rng = np.random.default_rng(0)
+    "".join(generate(model, [], 500, TEMPERATURE, 0, rng))  # compiles, or loads the numba cache
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        text = "".join(generate(model, [], n, TEMPERATURE, 0, rng))
+        best = max(best, len(text) / (time.perf_counter() - start))
+        assert len(text) == n, len(text)
+    return best
+
+
+def flops_per_char(H, V):
+    """Forward H*H + H*V multiply-adds per character (recurrence, output layer); backward twice that."""
+    return 6 * (H * H + H * V)
+
+
+def matmul_gflops(threads, device, n=2048, repeats=5):
+    """Best-of-`repeats` float32 n x n @ n x n rate: numpy with `threads` BLAS threads, or torch on the GPU."""
+    a, b = (np.random.default_rng(i).standard_normal((n, n), dtype=np.float32) for i in (1, 2))
+    if device == "cuda":
+        import torch
+
+        a, b = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+        matmul, sync = torch.matmul, torch.cuda.synchronize
+    else:
+        matmul, sync = np.matmul, lambda: None
+    from threadpoolctl import threadpool_limits
+
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        matmul(a, b)
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            matmul(a, b)
+            sync()
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def charrnn_command():
+    exe = Path(sys.executable).with_name("charrnn")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "charrnn"]
+
+
+def wall(args, cache=None, repeats=1):
+    """Best wall time in seconds of `charrnn *args` (NUMBA_CACHE_DIR=cache when given)."""
+    env = dict(os.environ, **({"NUMBA_CACHE_DIR": str(cache)} if cache else {}))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = subprocess.run(charrnn_command() + args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        best = min(best, time.perf_counter() - start)
+        if done.returncode:
+            fail(f"charrnn {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return best
+
+
+def startup_times(corpus_path, tmp):
+    """{name: seconds}: --help; sample with a warm cache; first runs (empty NUMBA_CACHE_DIR) of sample and train."""
+    ckpt = str(tmp / "small.npz")
+    tiny_train = ["train", str(corpus_path), "--hidden", "64", "--steps", "50", "--out", ckpt, "--quiet"]
+    sample = ["sample", "-m", ckpt, "--length", "200", "--seed", "0"]
+    times = {"help": wall(["--help"], repeats=5)}
+    times["train_cold"] = wall(tiny_train, cache=tmp / "cache-train")
+    times["train_warm"] = wall(tiny_train, cache=tmp / "cache-train", repeats=3)
+    times["sample_cold"] = wall(sample, cache=tmp / "cache-sample")
+    times["sample_warm"] = wall(sample, cache=tmp / "cache-sample", repeats=5)
+    return times
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def table(rows):
+    head = ("measurement", "H", "charrnn", "reference", "ratio")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"text to train on (default: {DEFAULT_CORPUS})")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both sides compute")
+    parser.add_argument("--quick", action="store_true", help="about 2 s per measurement instead of about 10 s")
+    args = parser.parse_args()
+    if importlib.util.find_spec("torch") is None:
+        fail("the PyTorch peer needs torch: pip install -e '.[bench]'")
+    check_device(args.device)
+    import peer_torch
+    from charrnn.corpus import load_corpus
+
+    if not args.corpus.is_file():
+        fail(f"corpus {args.corpus} not found (pass --corpus PATH)")
+    scale = QUICK if args.quick else 1
+    corpus = load_corpus([str(args.corpus)])
+    V = corpus.vocab.size
+    device = peer_torch.setup(args.device)
+    print("\n".join(machine_lines(args.device)))
+    print(f"corpus: {args.corpus.name}, {len(corpus.ids):,} tokens, V = {V}; B = {B}, T = {T}\n")
+
+    rows, train_rates, unstable = [], {}, []
+    for H in SIZES:
+        steps, warmup = TRAIN_STEPS[H] // scale, WARMUP_STEPS // scale
+        bounds = block_bounds(warmup, steps)
+        progress(f"training H={H}: {warmup} warm-up + {steps} timed steps, charrnn then PyTorch")
+        ours = train_rates[H] = steady(charrnn_train_rates(corpus, H, bounds, args.device), unstable, f"charrnn H={H}")
+        peer = steady(peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device), unstable, f"PyTorch H={H}")
+        rows.append((f"training, chars/s ({steps} steps)", H, f"{ours:,.0f}", f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))
+    for H in SIZES:
+        n = SAMPLE_CHARS // scale
+        progress(f"sampling H={H}: {n:,} chars, best of {SAMPLE_REPEATS}")
+        model = random_model(corpus, H)
+        ours = charrnn_sample_rate(model, n, SAMPLE_REPEATS, args.device)
+        peer = peer_torch.sample_rate(model.params, corpus.vocab, n, TEMPERATURE, SAMPLE_REPEATS, device)
+        rows.append((f"sampling, chars/s (t={TEMPERATURE}, 1 stream)", H, f"{ours:,.0f}", f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))
+
+    progress("float32 2048² matrix product")
+    threads = peer_torch.THREADS
+    peak = matmul_gflops(threads, args.device)
+    where = "GPU sgemm" if args.device == "cuda" else f"numpy sgemm, {threads} threads"
+    for H in SIZES:
+        achieved = train_rates[H] * flops_per_char(H, V) / 1e9
+        rows.append(("training, GFLOP/s (6(H²+HV) per char)", H, f"{achieved:.2f}", f"{peak:.1f} ({where})", f"{achieved / peak:.1%}"))
+
+    progress("start-up: charrnn --help, sample, first runs with an empty numba cache")
+    with tempfile.TemporaryDirectory() as tmp:
+        s = startup_times(args.corpus, Path(tmp))
+    rows += [
+        ("start-up: `charrnn --help`, s (best of 5)", "", f"{s['help']:.2f}", "", ""),
+        ("start-up: `charrnn sample --length 200`, warm cache, s (best of 5)", 64, f"{s['sample_warm']:.2f}", "", ""),
+        ("first run: `charrnn sample`, empty cache, s (compile ≈ cold − warm)", 64, f"{s['sample_cold']:.2f}",
+         f"{s['sample_warm']:.2f} (warm)", f"+{s['sample_cold'] - s['sample_warm']:.1f} s"),
+        ("first run: `charrnn train --steps 50`, empty cache, s (compile ≈ cold − warm)", 64, f"{s['train_cold']:.2f}",
+         f"{s['train_warm']:.2f} (warm, best of 3)", f"+{s['train_cold'] - s['train_warm']:.1f} s"),
+    ]
+    print(table(rows))
+    if unstable:
+        print(f"\nwarning: training blocks differ by more than {UNSTABLE:.0%} ({'; '.join(unstable)}): "
+              "the machine was busy; run again when it is idle.")
+    if args.device == "cpu":
+        one = matmul_gflops(1, "cpu")
+        print(f"\ncharrnn holds BLAS to 1 thread while it trains; the peer uses torch.set_num_threads({threads}). "
+              f"numpy sgemm with 1 thread: {one:.1f} GFLOP/s.")
+
+
+if __name__ == "__main__":
+    main()
