@@ -201,6 +201,37 @@ def startup_times(corpus_path, tmp):
     return times
 
 
+# --------------------------------------------------------------------------- memory
+
+
+MEMORY_CORPUS_BYTES = 100_000_000
+PEAK_RSS = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_rss_mb(args, env):
+    """Peak resident memory (MB) of `charrnn *args`, measured by a parent that runs nothing else."""
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *charrnn_command(), *args], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        fail(f"charrnn {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def training_memory(corpus_path, tmp):
+    """(first run, cached run) peak RSS in MB of training H=512 on a ~100 MB corpus (the given one repeated)."""
+    text = corpus_path.read_bytes()
+    big = tmp / "big.txt"
+    with open(big, "wb") as f:
+        for _ in range(-(-MEMORY_CORPUS_BYTES // len(text))):
+            f.write(text)
+    env = dict(os.environ, CHARRNN_CACHE_DIR=str(tmp / "corpora"))
+    args = ["train", str(big), "--hidden", "512", "--steps", "20", "--eval-every", "10", "--out", str(tmp / "m.npz"), "--quiet"]
+    return peak_rss_mb(args, env), peak_rss_mb(args, env), big.stat().st_size
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -216,6 +247,7 @@ def main():
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"text to train on (default: {DEFAULT_CORPUS})")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both sides compute")
     parser.add_argument("--quick", action="store_true", help="about 2 s per measurement instead of about 10 s")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the 100 MB memory measurement")
     args = parser.parse_args()
     if importlib.util.find_spec("torch") is None:
         fail("the PyTorch peer needs torch: pip install -e '.[bench]'")
@@ -267,13 +299,21 @@ def main():
         ("first run: `charrnn train --steps 50`, empty cache, s (compile ≈ cold − warm)", 64, f"{s['train_cold']:.2f}",
          f"{s['train_warm']:.2f} (warm, best of 3)", f"+{s['train_cold'] - s['train_warm']:.1f} s"),
     ]
+    if not args.skip_memory:
+        progress("memory: training H=512 on a ~100 MB corpus, first run then with the encoded corpus cached")
+        with tempfile.TemporaryDirectory() as tmp:
+            first, cached, size = training_memory(args.corpus, Path(tmp))
+        rows += [
+            (f"memory: peak RSS training on {size / 1e6:.0f} MB, first run (encodes), MB", 512, f"{first:.0f}", "400 (target)", ""),
+            (f"memory: peak RSS training on {size / 1e6:.0f} MB, cached corpus, MB", 512, f"{cached:.0f}", "400 (target)", ""),
+        ]
     print(table(rows))
     if unstable:
         print(f"\nwarning: training blocks differ by more than {UNSTABLE:.0%} ({'; '.join(unstable)}): "
               "the machine was busy; run again when it is idle.")
     if args.device == "cpu":
         one = matmul_gflops(1, "cpu")
-        print(f"\ncharrnn holds BLAS to 1 thread while it trains; the peer uses torch.set_num_threads({threads}). "
+        print(f"\ncharrnn trains with one worker thread per core, each with 1 BLAS thread; the peer uses torch.set_num_threads({threads}). "
               f"numpy sgemm with 1 thread: {one:.1f} GFLOP/s.")
 
 

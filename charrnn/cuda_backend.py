@@ -42,7 +42,7 @@ def cuda_status():
     try:
         cuda = _cuda()
         if cuda.is_available():
-            return True, "CUDA simulator" if getattr(cuda, "simulator", None) and _simulated() else "CUDA GPU found"
+            return True, "numba-cuda's CUDA simulator" if _simulated() else "a CUDA GPU was found"
         return False, "no CUDA GPU or driver was found (numba-cuda reports none)"
     except Exception as error:  # a broken driver or toolkit install
         return False, f"CUDA could not start: {error}"
@@ -74,8 +74,8 @@ def _tiled(rows, cols):
 
 
 def _pow2_threads(n):
-    """Smallest power of two >= n, between 32 (a warp) and REDUCE_THREADS."""
-    nt = 32
+    """Smallest power of two >= n, between MIN_THREADS (a warp) and REDUCE_THREADS."""
+    nt = _k().MIN_THREADS
     while nt < n and nt < _k().REDUCE_THREADS:
         nt *= 2
     return nt
@@ -266,7 +266,8 @@ class DeviceTrainer:
         if opt is not None:
             self.opt.load_from(opt)
         self.ws = DeviceWorkspace(T, B, H, V)
-        self.partials = _zeros(min(NORM_BLOCKS, _blocks(self.params.flat.shape[0], _k().REDUCE_THREADS)))
+        per_block = 8 * _k().REDUCE_THREADS  # a few grid-stride loads per thread before the tree
+        self.partials = _zeros(min(NORM_BLOCKS, _blocks(self.params.flat.shape[0], per_block)))
         self.last_norm = None
 
     def step(self, xs, ys, lr):

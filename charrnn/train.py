@@ -11,6 +11,7 @@ Events passed to `report(kind, info)`:
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from charrnn.optim import Optimizer
 from charrnn.parallel import WindowRunner
 from charrnn.threads import compute_threads
 from charrnn.vocab import EOS_ID, UNK_ID
+
+
+VAL_MAX_TOKENS = 1 << 18  # validation scores at most this much of the held-out tail, to stay quick
 
 
 @dataclass
@@ -108,6 +112,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
     """Train a fresh model on corpus (charrnn.corpus.Corpus) and checkpoint it to `out`."""
     check_writable(out)
     train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
+    val_ids = val_ids[:VAL_MAX_TOKENS]
     T, B = cfg.seq, cfg.batch
     if (len(train_ids) - 1) // B < T:
         raise UsageError(
@@ -147,12 +152,15 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
     xs = np.empty((T, B), streams.dtype)
     ys = np.empty((T, B), streams.dtype)
     start_time = time.perf_counter()
-    rate_origin = None  # (time, step) after the first step, so compile time is not counted
-    rate = 0.0
+    speed = _Throughput()
     stopped_early = False
     saved_step = -1
 
     def save(best):
+        with speed.paused():
+            return _save(best)
+
+    def _save(best):
         ckpt = run.checkpoint(per_epoch)
         save_checkpoint(out, ckpt)
         report("save", dict(step=run.step, path=str(out), best=False))
@@ -162,7 +170,8 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
         return run.step
 
     def evaluate():
-        loss = float(validation_loss(run.params, val_ids, B, T, runner))
+        with speed.paused():
+            loss = float(validation_loss(run.params, val_ids, B, T, runner))
         improved = run.best_val_loss is None or loss < run.best_val_loss
         run.last_val_loss = loss
         if improved:
@@ -186,10 +195,7 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
         run.step += 1
 
         now = time.perf_counter()
-        if rate_origin is None:
-            rate_origin = (now, run.step)
-        elif now > rate_origin[0]:
-            rate = (run.step - rate_origin[1]) * T * B / (now - rate_origin[0])
+        rate = speed.add(now, T * B)
         elapsed = now - start_time
         eta = None
         if rate > 0:
@@ -215,4 +221,33 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
         improved = evaluate()  # unless the last step was just evaluated
     if saved_step != run.step:
         save(best=improved)
-    return stopped_early, rate
+    return stopped_early, speed.rate
+
+
+class _Throughput:
+    """Training characters per second, leaving out the first step (which compiles the kernels)
+    and the time spent validating and saving."""
+
+    def __init__(self):
+        self.origin = None
+        self.chars = 0
+        self.excluded = 0.0
+        self.rate = 0.0
+
+    def add(self, now, chars):
+        if self.origin is None:
+            self.origin = now
+        else:
+            self.chars += chars
+            busy = now - self.origin - self.excluded
+            self.rate = self.chars / busy if busy > 0 else 0.0
+        return self.rate
+
+    @contextmanager
+    def paused(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.origin is not None:
+                self.excluded += time.perf_counter() - start

@@ -28,7 +28,7 @@ def rnn_forward(xs, h0, Wxh, Whh, bh, hs):
     T, B = xs.shape
     H = h0.shape[1]
     hs[0] = h0
-    WhhT = Whh.T
+    WhhT = np.ascontiguousarray(Whh.T)  # BLAS runs (B, H) @ (H, H) faster without a transpose flag
     for t in range(T):
         h = hs[t + 1]
         np.dot(hs[t], WhhT, h)  # (B, H) = (B, H) @ (H, H)

@@ -19,10 +19,15 @@ from numba import cuda
 f32 = numba.float32
 f64 = numba.float64
 
-TILE = 16  # square tiles of the matrix products: blocks of (TILE, TILE) threads
-TILE_PAD = TILE + 1  # shared tiles get one padding column, so reading a tile column avoids bank conflicts
-REDUCE_THREADS = 128  # shared buffer of the block reductions; a launch uses a power of two <= this
-COLS, ROWS = 32, 8  # column_sums: a block covers COLS columns with ROWS threads per column
+# Launch geometry. In numba's CUDA simulator every GPU thread is a Python thread and every barrier
+# a polling round, so there the blocks are smaller; the kernels are written for any of these values
+# (and the simulator tests cross more tile and block edges at tiny sizes). PTX uses the GPU values.
+_SIM = bool(numba.config.ENABLE_CUDASIM)
+TILE = 4 if _SIM else 16  # square tiles of the matrix products: blocks of (TILE, TILE) threads
+TILE_PAD = TILE + 1  # one padding column, so reading down a shared tile avoids bank conflicts
+REDUCE_THREADS = 16 if _SIM else 128  # shared buffer of block reductions; launches use a power of two <= this
+MIN_THREADS = 4 if _SIM else 32  # fewest threads of a reduction block (a warp on a GPU)
+COLS, ROWS = (8, 2) if _SIM else (32, 8)  # column_sums: a block covers COLS columns, ROWS threads each
 LOSS, NORM = 0, 1  # slots of `stats` (float64): the window's mean loss, the gradient norm
 
 
