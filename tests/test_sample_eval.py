@@ -26,12 +26,13 @@ def tiny_model(H=12, V=9, seed=0, scale=0.8):
 def test_draw_token_follows_the_softmax():
     z = np.array([0.5, 2.0, -1.0, 1.0, 0.0], np.float32)
     work = np.empty_like(z)
+    bits = np.empty(z.shape, np.int32)
     rng = np.random.default_rng(0)
     n = 40000
     for temperature in (1.0, 0.5):
         counts = np.zeros(5)
         for u in rng.random(n):
-            counts[cpu.draw_token(z, temperature, 0, u, work)] += 1
+            counts[cpu.draw_token(z, temperature, 0, u, work, bits)] += 1
         p = np.exp(z / temperature - np.max(z / temperature))
         p /= p.sum()
         np.testing.assert_allclose(counts / n, p, atol=4 * np.sqrt(p * (1 - p) / n).max())
@@ -40,10 +41,11 @@ def test_draw_token_follows_the_softmax():
 def test_draw_token_top_k_and_argmax():
     z = np.array([0.5, 2.0, -1.0, 1.0, 0.0], np.float32)
     work = np.empty_like(z)
-    draws = {cpu.draw_token(z, 1.0, 2, u, work) for u in np.linspace(0, 0.999, 500)}
+    bits = np.empty(z.shape, np.int32)
+    draws = {cpu.draw_token(z, 1.0, 2, u, work, bits) for u in np.linspace(0, 0.999, 500)}
     assert draws == {1, 3}  # only the two largest logits
-    assert cpu.draw_token(z, 0.0, 0, 0.3, work) == 1
-    assert all(cpu.draw_token(z, 1.0, 1, u, work) == 1 for u in (0.0, 0.5, 0.99))
+    assert cpu.draw_token(z, 0.0, 0, 0.3, work, bits) == 1
+    assert all(cpu.draw_token(z, 1.0, 1, u, work, bits) == 1 for u in (0.0, 0.5, 0.99))
 
 
 def test_sampling_steps_match_the_reference_recurrence():

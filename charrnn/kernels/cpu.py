@@ -188,11 +188,11 @@ def rnn_advance(ids, h, Wxh, Whh, bh, a):
         rnn_step(ids[i], h, Wxh, Whh, bh, a)
 
 
-@kernel
-def draw_token(z, temperature, top_k, u, work):
+@kernel(fastmath=True)
+def draw_token(z, temperature, top_k, u, work, bits):
     """Pick a token from logits z (V,): argmax when temperature == 0, else a draw from
     softmax(z / temperature) restricted to the top_k largest logits (top_k <= 0: all).
-    u is a uniform number in [0, 1); work (V,) is scratch.
+    u is a uniform number in [0, 1); work (V,) and bits (V,) int32 are scratch.
     """
     V = z.shape[0]
     if temperature == 0.0:
@@ -202,12 +202,15 @@ def draw_token(z, temperature, top_k, u, work):
         work[:] = z
         work.sort()
         threshold = work[V - top_k]
-    zmax = np.max(z)
+    inv_t = like(z, 1.0 / temperature)
+    for k in range(V):
+        work[k] = z[k] * inv_t
+    exp_shifted_into(work, np.max(work), work, bits)
     s = 0.0
     for k in range(V):
-        e = math.exp((z[k] - zmax) / temperature) if z[k] >= threshold else 0.0
-        work[k] = e
-        s += e
+        if z[k] < threshold:
+            work[k] = 0.0
+        s += work[k]
     target = u * s
     acc = 0.0
     last = 0
@@ -230,15 +233,23 @@ def sample_tokens(x, h, Wxh, Whh, bh, Why, by, temperature, top_k, stop_id, rng,
     """
     H = h.shape[0]
     V = by.shape[0]
-    a = np.empty(H, dtype=h.dtype)
+    # h_t feeds two products, Whh h_t (next step) and Why h_t (logits now): one stacked
+    # matrix-vector product per step instead of two.
+    W = np.concatenate((Whh, Why))  # (H+V, H)
+    u = np.empty(H + V, dtype=h.dtype)
     z = np.empty(V, dtype=h.dtype)
     work = np.empty(V, dtype=h.dtype)
+    bits = np.empty(V, np.int32)
+    np.dot(Whh, h, u[:H])
     for i in range(out.shape[0]):
-        rnn_step(x, h, Wxh, Whh, bh, a)
-        np.dot(Why, h, z)
-        z += by
-        u = rng.random() if temperature != 0.0 else 0.0
-        x = draw_token(z, temperature, top_k, u, work)
+        for j in range(H):
+            u[j] += Wxh[j, x] + bh[j]
+        tanh_into(u[:H], h)
+        np.dot(W, h, u)
+        for k in range(V):
+            z[k] = u[H + k] + by[k]
+        r = rng.random() if temperature != 0.0 else 0.0
+        x = draw_token(z, temperature, top_k, r, work, bits)
         out[i] = x
         if x == stop_id:
             return i + 1

@@ -1,0 +1,333 @@
+"""The CUDA kernels and backend (charrnn/kernels/cuda.py, charrnn/cuda_backend.py) without a GPU.
+
+numba's CUDA simulator must be switched on before numba is imported, so the outer tests run this
+same file again in a fresh `python -m pytest`, with CHARRNN_CUDA_TESTS naming the inner suite:
+  sim  every kernel, a training step, evaluation and sampling in the simulator (NUMBA_ENABLE_CUDASIM=1)
+       against the CPU kernels and charrnn.model, at tiny sizes, to 1e-5 (float32);
+  ptx  every kernel compiled to PTX for a real GPU (sm_80) by NVVM, which needs no driver.
+An inner failure fails the outer test with the inner report. Both skip when numba-cuda is not
+installed; `ptx` also skips when the CUDA toolkit libraries (NVVM, NVRTC) are missing.
+"""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODE = os.environ.get("CHARRNN_CUDA_TESTS")
+HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+NO_NUMBA_CUDA = "numba-cuda is not installed (pip install -e '.[cuda12]' or '.[cuda13]')"
+TOL = 1e-5  # absolute, on quantities scaled to about 1 (see close())
+
+
+def run_inner(mode):
+    """Run this file's `mode` tests in a subprocess; fail with its report, or skip if it skipped all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NUMBA_ENABLE_CUDASIM"))}
+    env["CHARRNN_CUDA_TESTS"] = mode
+    if mode == "sim":
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-rfEs", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    proc = subprocess.run(cmd, env=env, cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=900)
+    report = (proc.stdout + proc.stderr)[-12000:]
+    if proc.returncode != 0:
+        pytest.fail(f"inner '{mode}' tests failed (exit {proc.returncode}):\n{report}", pytrace=False)
+    summary = report.strip().splitlines()[-1]
+    if " passed" not in summary:
+        reasons = [line for line in report.splitlines() if line.startswith("SKIPPED")]
+        pytest.skip(f"inner '{mode}' tests: {summary}; {reasons[:1]}")
+
+
+if MODE is None:
+
+    @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason=NO_NUMBA_CUDA)
+    def test_cuda_kernels_in_simulator():
+        run_inner("sim")
+
+    @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason=NO_NUMBA_CUDA)
+    def test_cuda_kernels_compile_to_ptx():
+        run_inner("ptx")
+
+    def test_importing_charrnn_leaves_cuda_alone():
+        code = (
+            "import sys, charrnn.cli, charrnn.train, charrnn.cuda_backend\n"
+            "bad = [m for m in sys.modules if m == 'numba.cuda' or m.startswith(('numba.cuda.', 'numba_cuda'))]\n"
+            "assert not bad, bad\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+    @pytest.mark.skipif(HAVE_NUMBA_CUDA, reason="numba-cuda is installed")
+    def test_cuda_unavailable_without_numba_cuda():
+        from charrnn.cuda_backend import cuda_available, cuda_status
+
+        usable, reason = cuda_status()
+        assert not usable and not cuda_available() and "numba-cuda" in reason
+
+
+# ------------------------------------------------------------------ shared by the inner suites
+
+
+def close(actual, expected, what=""):
+    """|actual - expected| <= TOL * max(1, max|expected|), elementwise."""
+    expected = np.asarray(expected, np.float64)
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=0, atol=TOL * scale, err_msg=what)
+
+
+def make_case(T, B, H, V, seed=0):
+    """float32 FlatParams with non-zero biases and larger weights (every path exercised), ids, h0."""
+    from charrnn.model import PARAM_NAMES, init_params
+
+    rng = np.random.default_rng(seed)
+    params = init_params(H, V, rng)
+    for name in PARAM_NAMES:
+        params[name][...] = rng.normal(0.0, 0.5, params[name].shape)
+    xs = rng.integers(0, V, (T, B)).astype(np.uint8)
+    ys = rng.integers(0, V, (T, B)).astype(np.uint8)
+    h0 = rng.uniform(-0.9, 0.9, (B, H)).astype(np.float32)
+    return params, xs, ys, h0
+
+
+SHAPES = [(5, 3, 7, 6), (4, 2, 20, 9), (3, 4, 32, 16)]  # (T, B, H, V): ragged and whole tiles
+
+if MODE == "sim":
+    sys.setswitchinterval(1e-4)  # simulated threads wait on each other: hand the GIL over quickly
+
+    from numba import config, cuda
+
+    from charrnn import cuda_backend as cb
+    from charrnn.kernels import cpu
+    from charrnn.kernels import cuda as K
+    from charrnn.model import PARAM_NAMES, Workspace, forward_loss_sum, loss_and_grads
+    from charrnn.optim import Optimizer
+
+    assert config.ENABLE_CUDASIM and K.TILE == 4  # really simulated, with the small blocks
+
+    def dev(a, dtype=np.float32):
+        return cuda.to_device(np.ascontiguousarray(a, dtype))
+
+    @pytest.mark.parametrize("T,B,H,V", SHAPES)
+    def test_forward_steps_and_logits(T, B, H, V):
+        params, xs, ys, h0 = make_case(T, B, H, V)
+        hs = np.zeros((T + 1, B, H), np.float32)
+        cpu.rnn_forward(xs, h0, params["Wxh"], params["Whh"], params["bh"], hs)
+        dp, ws = cb.DeviceParams.from_host(params), cb.DeviceWorkspace(T, B, H, V)
+        ws.load(xs, ys)
+        ws.set_h0(h0)
+        _, logits = cb._forward(dp, ws, T)
+        close(ws.hs.copy_to_host(), hs, "hs")
+        close(logits.copy_to_host(), hs[1:].reshape(T * B, H) @ params["Why"].T, "logits")
+
+    @pytest.mark.parametrize("T,B,H,V", SHAPES[1:])
+    def test_backward_steps(T, B, H, V):
+        params, xs, _, h0 = make_case(T, B, H, V)
+        rng = np.random.default_rng(1)
+        hs = np.zeros((T + 1, B, H), np.float32)
+        cpu.rnn_forward(xs, h0, params["Wxh"], params["Whh"], params["bh"], hs)
+        dhs = rng.normal(0, 0.3, (T, B, H)).astype(np.float32)
+        das, dh = np.zeros_like(dhs), np.zeros((B, H), np.float32)
+        cpu.rnn_backward(hs, dhs, params["Whh"], das, dh)
+        d_das, d_dh = dev(np.zeros_like(dhs)), [dev(np.zeros((B, H))), dev(np.zeros((B, H)))]
+        d_hs, d_dhs, d_whh = dev(hs), dev(dhs), dev(params["Whh"])
+        for t in range(T - 1, -1, -1):
+            K.rnn_backward_step[cb._tiled(B, H)](d_dhs[t], d_hs[t + 1], d_dh[0], d_whh, d_das[t], d_dh[1])
+            d_dh.reverse()
+        close(d_das.copy_to_host(), das, "das")
+        close(d_dh[0].copy_to_host(), dh, "dh0")
+
+    @pytest.mark.parametrize("ta", [False, True])
+    @pytest.mark.parametrize("tb", [False, True])
+    def test_matmul_every_transpose(ta, tb):
+        M, Kd, N = 5, 11, 9  # none a multiple of the tile
+        rng = np.random.default_rng(2)
+        A, Bm = rng.normal(size=(M, Kd)), rng.normal(size=(Kd, N))
+        C = cuda.device_array((M, N), np.float32)
+        K.matmul[cb._tiled(M, N)](dev(A.T if ta else A), dev(Bm.T if tb else Bm), C, ta, tb)
+        close(C.copy_to_host(), A.astype(np.float32) @ Bm.astype(np.float32), f"ta={ta} tb={tb}")
+
+    @pytest.mark.parametrize("V", [5, 16, 37])  # V above the block size: strided loops
+    def test_softmax_xent_and_loss_sum(V):
+        N = 6
+        rng = np.random.default_rng(3)
+        z, by = rng.normal(0, 2, (N, V)).astype(np.float32), rng.normal(0, 1, V).astype(np.float32)
+        ys = rng.integers(0, V, N).astype(np.int32)
+        d_z, rows, stats = dev(z), cuda.device_array(N, np.float64), dev(np.zeros(2), np.float64)
+        K.softmax_xent[N, cb._pow2_threads(V)](d_z, dev(by), dev(ys, np.int32), d_z, rows, np.float32(1 / N), True)
+        K.finish_sum[1, K.REDUCE_THREADS](rows, stats, K.LOSS, 1.0 / N, False)
+        expected = z + by
+        loss = cpu.softmax_xent(expected, ys, expected)
+        assert abs(stats.copy_to_host()[K.LOSS] - loss) <= TOL * max(1, loss)
+        close(d_z.copy_to_host(), expected, "dlogits, in place")
+
+    def test_embed_backward_and_column_sums():
+        N, H, V = 9, 10, 4  # few tokens: atomics collide
+        rng = np.random.default_rng(4)
+        xs, das = rng.integers(0, V, N).astype(np.int32), rng.normal(size=(N, H)).astype(np.float32)
+        dW = np.zeros((H, V), np.float32)
+        cpu.embed_backward(xs, das, dW)
+        d_dWT, d_das, sums = dev(np.zeros((V, H))), dev(das), cuda.device_array(H, np.float32)
+        K.embed_backward[cb._blocks(N * H), cb.THREADS](dev(xs, np.int32), d_das, d_dWT)
+        K.column_sums[cb._blocks(H, K.COLS), (K.COLS, K.ROWS)](d_das, sums)
+        close(d_dWT.copy_to_host().T, dW, "dWxh")
+        close(sums.copy_to_host(), das.sum(0), "column sums")
+
+    @pytest.mark.parametrize("max_norm", [0.0, 0.5, 1e3])
+    def test_global_norm_and_clip(max_norm):
+        g = np.random.default_rng(5).normal(0, 0.1, 300).astype(np.float32)
+        d_g, stats, partials = dev(g), dev(np.zeros(2), np.float64), dev(np.zeros(3))
+        cb.global_norm_clip(d_g, partials, stats, max_norm)
+        norm = cpu.clip_by_global_norm(g, max_norm)
+        assert abs(stats.copy_to_host()[K.NORM] - norm) <= TOL * norm
+        close(d_g.copy_to_host(), g, "clipped g")
+
+    @pytest.mark.parametrize("name", ["adam", "adagrad", "sgd"])
+    def test_optimizer_updates(name):
+        params, *_ = make_case(2, 2, 6, 5)
+        rng = np.random.default_rng(6)
+        grads, opt = params.like(), Optimizer(name, params)
+        dp, dg = cb.DeviceParams.from_host(params), cb.DeviceParams(6, 5)
+        dopt, stats = cb.DeviceOptimizer(name, 6, 5), dev([1.0, 1.0], np.float64)
+        for _ in range(3):
+            grads.flat[...] = rng.normal(0, 0.1, grads.flat.shape)
+            dg.flat.copy_to_device(grads.flat)
+            opt.step(params, grads, 0.01)
+            dopt.step(dp, dg, 0.01, stats)
+        close(dp.flat.copy_to_host(), params.flat, name)
+        back = Optimizer(name, params)
+        dopt.store_to(back)
+        assert back.updates == 3
+        for slot in back.slots:
+            close(back.slots[slot].flat, opt.slots[slot].flat, slot)
+        before = dp.flat.copy_to_host()
+        dopt.step(dp, dg, 0.01, dev([np.nan, 1.0], np.float64))  # a diverged step changes nothing
+        np.testing.assert_array_equal(dp.flat.copy_to_host(), before)
+
+    @pytest.mark.parametrize("T,B,H,V", SHAPES)
+    def test_loss_and_grads_match_model(T, B, H, V):
+        params, xs, ys, h0 = make_case(T, B, H, V)
+        ws, grads = Workspace.allocate(T, B, H, V), params.like()
+        loss = loss_and_grads(params, grads, xs, ys, h0, ws)
+        d_loss, d_grads, h_last = cb.device_loss_and_grads(params, xs, ys, h0)
+        assert abs(d_loss - loss) <= TOL * max(1.0, loss)
+        for name in PARAM_NAMES:
+            close(d_grads[name], grads[name], name)
+        close(h_last, ws.hs[-1], "h_last")
+
+    @pytest.mark.parametrize("name,clip", [("adam", 0.3), ("adagrad", 5.0), ("sgd", 0.0)])
+    def test_training_steps_match_cpu(name, clip):
+        """Windows with the carried state, an epoch-start reset, clipping and updates, as train.py does."""
+        T, B, H, V = 3, 2, 12, 7
+        params, xs, ys, h0 = make_case(T, B, H, V)
+        trainer = cb.DeviceTrainer(params, T, B, optimizer=name, clip=clip)
+        trainer.hidden_state = h0
+        grads, opt, ws, h = params.like(), Optimizer(name, params), Workspace.allocate(T, B, H, V), h0.copy()
+        rng = np.random.default_rng(7)
+        for step in range(3):
+            if step == 2:  # an epoch starts
+                h[...] = 0.0
+                trainer.reset_hidden()
+            loss = loss_and_grads(params, grads, xs, ys, h, ws)
+            norm = cpu.clip_by_global_norm(grads.flat, clip)
+            opt.step(params, grads, 0.05)
+            h[...] = ws.hs[-1]
+            assert abs(trainer.step(xs, ys, 0.05) - loss) <= TOL * max(1.0, loss), f"loss at step {step}"
+            assert abs(trainer.last_norm - norm) <= TOL * max(1.0, norm), f"norm at step {step}"
+            close(trainer.params_to_host().flat, params.flat, f"params after step {step}")
+            close(trainer.hidden_state, h, f"carried state after step {step}")
+            xs, ys = rng.integers(0, V, (2, T, B)).astype(np.uint8)
+        back = Optimizer(name, params)
+        trainer.optimizer_to_host(back)
+        assert back.updates == opt.updates
+        for slot in back.slots:
+            close(back.slots[slot].flat, opt.slots[slot].flat, slot)
+
+    def test_forward_loss_sum_carries_state():
+        T, B, H, V = 4, 2, 9, 6
+        params, xs, ys, h0 = make_case(T, B, H, V)
+        dp, dws, ws = cb.DeviceParams.from_host(params), cb.DeviceWorkspace(T, B, H, V), Workspace.allocate(T, B, H, V)
+        dws.set_h0(h0)
+        h = h0.copy()
+        for t in (T, 2):  # a whole window, then a shorter last one
+            total = forward_loss_sum(params, xs[:t], ys[:t], h, ws)
+            h = ws.hs[t].copy()
+            assert abs(cb.forward_loss_sum(dp, dws, xs[:t], ys[:t]) - total) <= TOL * max(1.0, total)
+            close(dws.hs_t[0].copy_to_host(), h, "carried state")
+
+    @pytest.mark.parametrize("temperature,top_k", [(0.7, 0), (1.3, 3), (1.0, 6)])
+    def test_draw_token_matches_cpu(temperature, top_k):
+        V = 6
+        rng = np.random.default_rng(8)
+        z = rng.normal(0, 1.5, V).astype(np.float32)
+        us = np.linspace(0.0, 0.999, 25)
+        tokens = cuda.device_array(26, np.int32)
+        pick = K.draw_token[1, cb._pow2_threads(V)]
+        for i in range(len(us)):
+            pick(dev(z[None]), dev(np.zeros(V)), np.float32(temperature), top_k, dev(us, np.float64), i, dev(np.zeros(V)), tokens)
+        scratch = (np.empty(V, np.float32), np.empty(V, np.int32))  # work (and bits, in newer cpu.py)
+        extra = scratch[: cpu.draw_token.py_func.__code__.co_argcount - 4]
+        expected = [cpu.draw_token(z, temperature, top_k, u, *extra) for u in us]
+        assert list(tokens.copy_to_host()[1:]) == expected
+
+    @pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (0.9, 3)])
+    def test_sampling_matches_cpu(temperature, top_k):
+        """Prime, then 20 tokens: the same tokens, hidden state and random draws as the CPU sampler."""
+        H, V = 12, 8
+        params, *_ = make_case(1, 1, H, V, seed=9)
+        prime = np.array([1, 4, 2, 7], np.int64)
+        h, a, out = np.zeros(H, np.float32), np.empty(H, np.float32), np.empty(20, np.int64)
+        rng = np.random.default_rng(10)
+        cpu.rnn_advance(prime[:-1], h, params["Wxh"], params["Whh"], params["bh"], a)
+        n = cpu.sample_tokens(int(prime[-1]), h, params["Wxh"], params["Whh"], params["bh"], params["Why"], params["by"], temperature, top_k, -1, rng, out)
+        sampler, d_rng = cb.DeviceSampler(params, max_chunk=20), np.random.default_rng(10)
+        sampler.advance(prime[:-1])
+        got = sampler.sample(int(prime[-1]), 20, temperature, top_k, d_rng)
+        assert n == 20 and list(got) == list(out)
+        close(sampler.hidden_state, h, "state after sampling")
+        assert d_rng.random() == rng.random()  # the same number of draws was used
+
+    def test_sampling_stops_like_cpu():
+        H, V = 10, 5
+        params, *_ = make_case(1, 1, H, V, seed=11)
+        args = (params["Wxh"], params["Whh"], params["bh"], params["Why"], params["by"])
+        free = np.empty(12, np.int64)
+        cpu.sample_tokens(0, np.zeros(H, np.float32), *args, 1.0, 0, -1, np.random.default_rng(12), free)
+        stop = int(free[3])  # a token that comes up early
+        h, out, rng = np.zeros(H, np.float32), np.empty(12, np.int64), np.random.default_rng(12)
+        n = cpu.sample_tokens(0, h, *args, 1.0, 0, stop, rng, out)
+        sampler, d_rng = cb.DeviceSampler(params, max_chunk=12), np.random.default_rng(12)
+        got = sampler.sample(0, 12, 1.0, 0, d_rng, stop_id=stop)
+        assert n < 12 and list(got) == list(out[:n])
+        close(sampler.hidden_state, h, "state at the stop")
+        assert d_rng.random() == rng.random()
+
+
+if MODE == "ptx":
+    from numba import cuda
+
+    from charrnn.kernels import cuda as K
+
+    FLOAT32_ONLY = {"rnn_forward_step", "rnn_backward_step", "matmul", "embed_backward", "column_sums", "sum_squares", "fill"}
+
+    @pytest.fixture(scope="module")
+    def nvvm():
+        try:
+            cuda.compile_ptx(K.fill.py_func, K.SIGNATURES["fill"], cc=(8, 0))
+        except Exception as error:  # no NVVM/NVRTC libraries: pip install 'numba-cuda[cu12]' or '[cu13]'
+            pytest.skip(f"cannot compile PTX here: {type(error).__name__}: {str(error).strip()[:200]}")
+
+    @pytest.mark.parametrize("name", sorted(K.SIGNATURES))
+    def test_kernel_compiles_for_sm80(nvvm, name):
+        sigs = K.SIGNATURES[name]
+        for sig in [sigs] if isinstance(sigs, str) else sigs:
+            ptx, _ = cuda.compile_ptx(getattr(K, name).py_func, sig, cc=(8, 0))
+            assert ".target sm_80" in ptx
+            if name in FLOAT32_ONLY:  # no accidental float64 arithmetic (the simulator cannot tell)
+                assert not re.search(r"\.f64\b", ptx), f"{name} computes in float64"
+
+    def test_every_kernel_has_a_signature():
+        kernels = {n for n, v in vars(K).items() if type(v).__name__ == "CUDADispatcher"}
+        assert kernels == set(K.SIGNATURES)
