@@ -22,8 +22,13 @@ NORM_BLOCKS = 256  # most blocks of the first sum-of-squares stage
 
 
 def _cuda():
+    import warnings
+
     from numba import cuda
 
+    # Small grids are by design here (one sampled stream, single-block reductions): numba-cuda's
+    # low-occupancy warning would print for them on every run.
+    warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
     return cuda
 
 
@@ -38,7 +43,10 @@ def cuda_status():
     import importlib.util
 
     if importlib.util.find_spec("numba_cuda") is None:  # numba's own numba.cuda is deprecated: not used
-        return False, "numba-cuda is not installed (pip install 'charrnn[cuda12]' or 'charrnn[cuda13]', to match the driver's CUDA version)"
+        return False, (
+            "numba-cuda is not installed (pip install 'charrnn[cuda12]' or 'charrnn[cuda13]', "
+            "to match the driver's CUDA version)"
+        )
     try:
         cuda = _cuda()
         if cuda.is_available():
@@ -119,6 +127,9 @@ class DeviceWorkspace:
 
     def __init__(self, T, B, hidden, vocab_size):
         cuda, H, V, N = _cuda(), hidden, vocab_size, T * B
+        if _blocks(N, _k().TILE) > 65535:  # the products over positions put N on the grid's y axis
+            limit = 65535 * _k().TILE
+            raise ValueError(f"a window of T*B = {N} positions is more than {limit}; lower --seq or --batch")
         self.T, self.B, self.H, self.V = T, B, H, V
         self.xy = _zeros((2, T, B), np.int32)  # input and target ids of the window
         self.xy_host = cuda.pinned_array((2, T, B), np.int32)  # staging buffer for the copy in

@@ -246,10 +246,10 @@ def sum_squares(g, partials):
     red = cuda.shared.array(REDUCE_THREADS, numba.float32)
     acc = f32(0.0)
     i = cuda.blockIdx.x * nt + tid
-    stride = cuda.gridDim.x * nt
+    step = cuda.gridDim.x * nt
     while i < g.shape[0]:
         acc += g[i] * g[i]
-        i += stride
+        i += step
     red[tid] = acc
     cuda.syncthreads()
     stride = nt // 2
@@ -413,7 +413,7 @@ SIGNATURES = {
     "embed_backward": f"void({_I}, {_M}, {_M})",
     "column_sums": f"void({_M}, {_V})",
     "sum_squares": f"void({_V}, {_V})",
-    "finish_sum": ["void(float32[::1], float64[::1], int64, float64, boolean)", "void(float64[::1], float64[::1], int64, float64, boolean)"],
+    "finish_sum": [f"void({t}[::1], float64[::1], int64, float64, boolean)" for t in ("float32", "float64")],
     "clip_by_norm": f"void({_V}, float64[::1], float64)",
     "fill": f"void({_V}, float32)",
     "sgd_update": f"void({_V}, {_V}, float32, float64[::1])",
