@@ -29,7 +29,14 @@ other token is exactly one character, and all tokens are distinct.
     "train": {...}               the training settings, free-form
 
 Other keys are allowed and kept (e.g. "rng": numpy Generator state,
-"lines", "created", "charrnn_version").
+"lines", "created", "charrnn_version"). Training also writes what an exact
+resume needs: "optimizer_updates", "windows_per_epoch", "workers" (worker
+threads used), "total_steps" (the planned end, null when only a time limit
+bounds the run), "data_origin" (the step at which the current corpus was
+started; epoch, window = divmod(step - data_origin, windows_per_epoch)),
+"epoch_origin" (epochs of learning-rate decay done before it),
+"last_val_loss", and in "corpus" the "paths" of regular files and the
+"encoding_errors" policy.
 
 Optional training state, for an exact resume (float32, finite):
 
@@ -47,6 +54,7 @@ allocates anything.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import tempfile
 import zipfile
@@ -85,6 +93,7 @@ __all__ = [
     "Checkpoint",
     "load_checkpoint",
     "param_shapes",
+    "remove_temp_files",
     "save_checkpoint",
 ]
 
@@ -169,6 +178,36 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
             except OSError:
                 pass
     _fsync_directory(directory)
+
+
+def _temp_name(path: str) -> re.Pattern:
+    """The names `save_checkpoint`'s temporary files for `path` get (tempfile.mkstemp's 8 random characters)."""
+    return re.compile(re.escape("." + os.path.basename(path) + ".") + r"[a-z0-9_]{8}" + re.escape(".tmp"))
+
+
+def remove_temp_files(path: str | os.PathLike) -> list[str]:
+    """Delete temporary files a killed save of `path` left beside it; returns their paths.
+
+    Only a writer that is gone leaves one, so this must run when no other
+    process is saving to `path` (training does it once, before it starts:
+    one writer per checkpoint is expected). Best effort: errors are ignored.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = _temp_name(path)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if pattern.fullmatch(name):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
+            except OSError:
+                pass
+    return removed
 
 
 def _arrays_to_write(ckpt: Checkpoint) -> dict[str, np.ndarray]:

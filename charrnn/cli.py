@@ -4,6 +4,7 @@ Heavy modules (numpy, numba, rich) are imported inside the commands, so `charrnn
 """
 
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -107,51 +108,120 @@ def vocab(
         report.print_vocab_table(loaded.vocab)
 
 
+def _train_default(name):
+    from charrnn.config import TrainConfig
+
+    return TrainConfig.__dataclass_fields__[name].default
+
+
+def _setting(help, name=None, *flags):
+    """An option of a setting a resumed run takes from its checkpoint: None when not given, so the
+    command knows what the user asked for; the default is shown in the help."""
+    shown = _train_default(name) if name else None
+    text = help if shown is None else f"{help}  [default: {shown}]"
+    return typer.Option(*flags, help=text, show_default=False)
+
+
 @app.command()
 def train(
-    corpus: Corpus,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (best: <stem>.best.npz).")] = Path("charrnn.npz"),
-    hidden: Annotated[int, typer.Option(help="Hidden units H.")] = 128,
-    seq: Annotated[int, typer.Option(help="Time steps T per truncated-BPTT window.")] = 64,
-    batch: Annotated[int, typer.Option(help="Parallel streams B.")] = 32,
-    optimizer: Annotated[str, typer.Option(help="adam, adagrad or sgd.")] = "adam",
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate [default: adam 2e-3, adagrad 0.1, sgd 0.5].", show_default=False)] = None,
-    lr_decay: Annotated[float, typer.Option(help="Multiply the learning rate by this after every epoch.")] = 1.0,
-    clip: Annotated[float, typer.Option(help="Clip the gradient to this global norm (0: off).")] = 5.0,
-    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.", show_default=False)] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many epochs [default: 10].", show_default=False)] = None,
+    corpus: Annotated[Optional[list[str]], typer.Argument(
+        help="Text file(s); - reads standard input. With --resume: by default the files the checkpoint was trained on.",
+        show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", show_default=False, help=(
+        "Checkpoint to write (best: <stem>.best.npz).  [default: charrnn.npz; with --resume, the resumed file]"))] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue training from this checkpoint, exactly where it stopped.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --resume: accept a different corpus and fine-tune on it.")] = False,
+    hidden: Annotated[Optional[int], _setting("Hidden units H.", "hidden")] = None,
+    seq: Annotated[Optional[int], _setting("Time steps T per truncated-BPTT window.", "seq")] = None,
+    batch: Annotated[Optional[int], _setting("Parallel streams B.", "batch")] = None,
+    optimizer: Annotated[Optional[str], _setting("adam, adagrad or sgd.", "optimizer")] = None,
+    lr: Annotated[Optional[float], _setting("Learning rate [default: adam 2e-3, adagrad 0.1, sgd 0.5].")] = None,
+    lr_decay: Annotated[Optional[float], _setting("Multiply the learning rate by this after every epoch.", "lr_decay")] = None,
+    clip: Annotated[Optional[float], _setting("Clip the gradient to this global norm (0: off).", "clip")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (with --resume: this many more).", show_default=False)] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many epochs [default: 10] (with --resume: this many more).", show_default=False)] = None,
     time: Annotated[Optional[float], typer.Option("--time", help="Stop after this many seconds.", show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (initial weights).")] = 0,
-    val_frac: Annotated[float, typer.Option(help="Fraction held out from the end for validation.")] = 0.05,
-    eval_every: Annotated[int, typer.Option(help="Validate every this many steps.")] = 200,
-    save_every: Annotated[int, typer.Option(help="Save the latest state every this many steps.")] = 1000,
-    threads: Annotated[int, typer.Option(help="Worker threads sharing the streams (0: one per core).")] = 0,
-    lines: Lines = False,
-    min_count: Annotated[int, typer.Option(help="Characters seen fewer times become <unk>.")] = 1,
-    encoding_errors: EncodingErrors = "strict",
+    seed: Annotated[Optional[int], _setting("Random seed (initial weights).", "seed")] = None,
+    val_frac: Annotated[Optional[float], _setting("Fraction held out from the end for validation.", "val_frac")] = None,
+    eval_every: Annotated[Optional[int], _setting("Validate every this many steps.", "eval_every")] = None,
+    save_every: Annotated[Optional[int], _setting("Save the latest state every this many steps.", "save_every")] = None,
+    threads: Annotated[Optional[int], _setting(
+        "Worker threads sharing the streams (0: one per core; with --resume: the checkpoint's count).", "threads")] = None,
+    lines: Annotated[Optional[bool], _setting("Every line is a record (names, titles, ...).", None, "--lines")] = None,
+    min_count: Annotated[Optional[int], _setting("Characters seen fewer times become <unk>.", "min_count")] = None,
+    encoding_errors: Annotated[Optional[str], typer.Option(
+        "--encoding-errors", help="Invalid UTF-8: strict (refuse), replace or ignore.  [default: strict]",
+        show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
 ):
-    """Train a model on a corpus and save it to a checkpoint."""
+    """Train a model on a corpus and save it to a checkpoint, or continue one with --resume."""
     from charrnn.config import TrainConfig
     from charrnn.corpus_cache import load_corpus_cached
+    from charrnn.errors import UsageError
     from charrnn.progress import TrainingReporter, summary_line
-    from charrnn.train import check_writable, train as run_training
+    from charrnn.train import check_writable, corpus_matches, load_resume, resume_config, train as run_training
 
-    cfg = TrainConfig(
-        hidden=hidden, seq=seq, batch=batch, lr=lr, lr_decay=lr_decay, optimizer=optimizer, clip=clip,
-        steps=steps, epochs=epochs, time_limit=time, seed=seed, val_frac=val_frac, eval_every=eval_every,
-        save_every=save_every, threads=threads, lines=lines, min_count=min_count,
+    given = dict(
+        hidden=hidden, seq=seq, batch=batch, optimizer=optimizer, lr=lr, lr_decay=lr_decay, clip=clip, seed=seed,
+        val_frac=val_frac, eval_every=eval_every, save_every=save_every, lines=lines, min_count=min_count,
     )  # fmt: skip
+    resumed = None
+    if resume is None:
+        if force:
+            raise UsageError("--force goes with --resume (it lets a resumed run fine-tune on another corpus)")
+        if not corpus:
+            raise UsageError("Missing argument 'corpus'.")
+        cfg = TrainConfig(
+            **{k: v for k, v in given.items() if v is not None}, steps=steps, epochs=epochs, time_limit=time,
+            threads=0 if threads is None else threads,
+        )  # fmt: skip
+        out = Path("charrnn.npz") if out is None else out
+        encoding_errors = encoding_errors or "strict"
+        vocab = None
+    else:
+        # Validate the stop flags first: their messages name the flag, as without --resume.
+        TrainConfig(steps=steps, epochs=epochs, time_limit=time, threads=threads or 0)
+        resumed = load_resume(resume, force=force)
+        cfg = resume_config(
+            resumed, dict(given, encoding_errors=encoding_errors), steps=steps, epochs=epochs, time_limit=time,
+            threads=threads,
+        )  # fmt: skip
+        out = resume if out is None else out
+        encoding_errors = encoding_errors or resumed.encoding_errors or "strict"
+        if not corpus:
+            if not resumed.corpus_paths:
+                raise UsageError(
+                    f"{resume} was trained on standard input or a pipe; give its corpus: "
+                    f"charrnn train --resume {resume} CORPUS"
+                )
+            corpus = resumed.corpus_paths
+        vocab = resumed.vocab
     check_writable(out)
-    loaded = load_corpus_cached(corpus, lines=lines, encoding_errors=encoding_errors, min_count=min_count)
+    loaded = load_corpus_cached(corpus, lines=cfg.lines, encoding_errors=encoding_errors, min_count=cfg.min_count, vocab=vocab)
+    if resumed is not None:
+        names = ", ".join("<stdin>" if c == "-" else c for c in corpus)
+        if not corpus_matches(resumed, loaded, names) and loaded.unknown:
+            warn(f"not in the model's vocabulary, read as <unk>: {listing(loaded.unknown)}")
     console = stderr_console()
     with StopOnSignal() as stop, TrainingReporter(console, quiet=quiet) as reporter:
-        result = run_training(loaded, cfg, out, report=reporter, should_stop=stop.requested)
+        result = run_training(loaded, cfg, out, report=reporter, should_stop=stop.requested, resume=resumed)
     if result.stopped_early:
-        error_line(f"interrupted at step {result.steps:,}; the state is saved in {result.checkpoint}")
+        again = ["charrnn", "train", "--resume", str(result.checkpoint)]
+        if not getattr(loaded, "paths", None):
+            again += list(corpus)  # stdin or a pipe: the text must be given again
+        error_line(f"interrupted at step {result.steps:,}; the state is saved in {result.checkpoint}; "
+                   f"resume with: {shlex.join(again)}")  # fmt: skip
         raise typer.Exit(EXIT_INTERRUPTED[stop.signal])
     if not quiet:
         console.print(summary_line(result), highlight=False, soft_wrap=True)
+
+
+def listing(chars, most=40):
+    """'a', 'b', ... for a warning line: at most `most` characters, then how many more."""
+    shown = ", ".join(map(repr, chars[:most]))
+    return shown if len(chars) <= most else f"{shown} and {len(chars) - most:,} more"
 
 
 class StopOnSignal:

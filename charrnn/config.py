@@ -7,6 +7,20 @@ from charrnn.errors import UsageError
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
 DEFAULT_EPOCHS = 10  # when none of steps / epochs / time_limit is given
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 10**15
+MAX_SECONDS = 1e12
+
+# The settings that define the model and the data layout: a resumed run takes them from the checkpoint.
+FROM_CHECKPOINT = (
+    "hidden", "seq", "batch", "optimizer", "lr", "lr_decay", "clip", "val_frac", "eval_every", "save_every",
+    "lines", "min_count", "seed",
+)  # fmt: skip
+
+
+def flag(name):
+    """The command-line flag of a setting: "lr_decay" -> "--lr-decay"."""
+    return "--time" if name == "time_limit" else "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -49,8 +63,9 @@ class TrainConfig:
         need(0 < self.lr_decay <= 1, "lr-decay", "a number in (0, 1]", self.lr_decay)
         need(0 <= self.clip < float("inf"), "clip", "a non-negative number (0 disables clipping)", self.clip)
         need(self.steps is None or self.steps >= 1, "steps", "at least 1", self.steps)
-        need(self.epochs is None or self.epochs > 0, "epochs", "a positive number", self.epochs)
-        need(self.time_limit is None or self.time_limit > 0, "time", "a positive number of seconds", self.time_limit)
+        need(self.steps is None or self.steps <= MAX_STEPS, "steps", f"at most {MAX_STEPS:,}", self.steps)
+        need(self.epochs is None or 0 < self.epochs <= MAX_EPOCHS, "epochs", f"a positive number up to {MAX_EPOCHS:,}", self.epochs)
+        need(self.time_limit is None or 0 < self.time_limit <= MAX_SECONDS, "time", "a positive number of seconds", self.time_limit)
         need(0 <= self.val_frac < 0.5, "val-frac", "a fraction in [0, 0.5)", self.val_frac)
         need(self.eval_every >= 1, "eval-every", "at least 1", self.eval_every)
         need(self.save_every >= 1, "save-every", "at least 1", self.save_every)

@@ -58,6 +58,9 @@ class Corpus:
                  record splitting: newlines and CRs read in lines mode count.
     unknown:     characters mapped to UNK because the given vocabulary lacks
                  them, in code point order; "" when the vocabulary was built here.
+    paths:       absolute paths of the sources when every one is a regular
+                 file (so the corpus can be read again), else None.
+    encoding_errors: the invalid-UTF-8 policy it was decoded with.
     """
 
     ids: np.ndarray
@@ -65,6 +68,8 @@ class Corpus:
     fingerprint: str
     n_chars: int
     unknown: str
+    paths: tuple[str, ...] | None = None
+    encoding_errors: str = "strict"
 
 
 @dataclass
@@ -382,4 +387,11 @@ def load_corpus(
     else:
         unknown = codepoints_to_text(vocab.encode(codepoints)[1])
     ids, tally = _encode_pass(sources, vocab, n_ids, *args, allocate)
-    return Corpus(ids, vocab, _fingerprint(tally, lines), n_chars, unknown)
+    return Corpus(ids, vocab, _fingerprint(tally, lines), n_chars, unknown, source_paths(sources), encoding_errors)
+
+
+def source_paths(sources: list[Source]) -> tuple[str, ...] | None:
+    """Absolute paths of the sources if all are regular files, else None (stdin, pipes)."""
+    if not sources or any(source.path is None for source in sources):
+        return None
+    return tuple(os.path.abspath(source.path) for source in sources)

@@ -53,7 +53,13 @@ class TrainingReporter:
     def _start(self, info):
         self.last_plain = time.monotonic()
         total = info["total_steps"]
-        plan = f"{total:,} steps" if total else "until the time limit"
+        start = info.get("start_step", 0)
+        if info.get("last_val_loss") is not None:
+            self.val = f"{info['last_val_loss']:.4f}"
+        if start:
+            plan = f"resuming at step {start:,}, " + (f"to step {total:,}" if total else "until the time limit")
+        else:
+            plan = f"{total:,} steps" if total else "until the time limit"
         self.console.print(
             f"training {info['params']:,} parameters on {info['train_tokens']:,} tokens "
             f"({info['val_tokens']:,} held out), {info['windows_per_epoch']:,} steps per epoch, {plan}",
@@ -70,7 +76,7 @@ class TrainingReporter:
                 console=self.console,
                 transient=False,
             )
-            self.task = self.progress.add_task("train", total=total, status="", eta="?")
+            self.task = self.progress.add_task("train", total=total, completed=start, status="", eta="?")
             self.progress.start()
 
     def _status(self, info):

@@ -1,8 +1,14 @@
 """The training loop: windows -> loss and gradients -> clip -> optimizer step, with evaluation and
 checkpoints. It never prints: it reports events to a callback and raises CharrnnError.
 
+A run can continue from a checkpoint (`load_resume`, `resume_config`, then `train(..., resume=...)`):
+parameters, optimizer slots and update count, step, learning-rate schedule, position in the data,
+carried hidden state, validation losses, RNG state and number of worker threads all come back, so
+on the CPU k steps plus a resume for N-k more give bitwise the parameters of one run of N steps.
+
 Events passed to `report(kind, info)`:
-    "start"    info: params, train_tokens, val_tokens, windows_per_epoch, total_steps (None: time-bound)
+    "start"    info: params, train_tokens, val_tokens, windows_per_epoch, total_steps (None: time-bound),
+               start_step (0, or the step a resumed run continues from), last_val_loss (None or a resumed one)
     "step"     info: step, total_steps, epoch, loss, chars_per_s, elapsed, eta (seconds or None)
     "eval"     info: step, val_loss, best_val_loss, improved
     "save"     info: step, path, best (bool)
@@ -12,23 +18,24 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from charrnn import __version__
 from charrnn.batches import fill_window, split_train_val, stream_view, windows_per_epoch
-from charrnn.checkpoint import Checkpoint, save_checkpoint
-from charrnn.config import DEFAULT_EPOCHS, TrainConfig
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.checkpoint import PARAM_NAMES, Checkpoint, load_checkpoint, remove_temp_files, save_checkpoint
+from charrnn.config import DEFAULT_EPOCHS, FROM_CHECKPOINT, MAX_STEPS, TrainConfig, flag
+from charrnn.corpus import ENCODING_ERRORS
+from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
 from charrnn.evaluate import validation_loss
 from charrnn.kernels import cpu
-from charrnn.model import init_params
-from charrnn.optim import Optimizer
+from charrnn.model import FlatParams, init_params
+from charrnn.optim import SLOTS, Optimizer
 from charrnn.parallel import WindowRunner
 from charrnn.threads import compute_threads
-from charrnn.vocab import EOS_ID, UNK_ID
+from charrnn.vocab import EOS_ID, UNK_ID, Vocab
 
 
 VAL_MAX_TOKENS = 1 << 18  # validation scores at most this much of the held-out tail, to stay quick
@@ -62,33 +69,258 @@ def check_writable(out):
         raise UsageError(f"cannot write checkpoint {out}: folder {folder} is not writable")
 
 
-def plan_steps(cfg, per_epoch):
-    """Total steps, or None when only the time limit bounds the run."""
+def plan_steps(cfg, per_epoch, start=0):
+    """The step to stop at, or None when only the time limit bounds the run. On a resumed run
+    (start > 0) --steps and --epochs count from `start`."""
     if cfg.steps is not None:
-        return cfg.steps
+        return start + cfg.steps
     if cfg.epochs is not None:
-        return max(1, math.ceil(cfg.epochs * per_epoch))
+        return start + max(1, math.ceil(cfg.epochs * per_epoch))
     if cfg.time_limit is not None:
         return None
-    return DEFAULT_EPOCHS * per_epoch
+    return start + DEFAULT_EPOCHS * per_epoch
+
+
+# ------------------------------------------------------------------ resuming
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x):
+    if isinstance(x, float):
+        return math.isfinite(x)
+    return _is_int(x)  # any size: the range checks come later
+
+
+_INT_SETTINGS = ("hidden", "seq", "batch", "eval_every", "save_every", "min_count", "seed", "threads", "steps")
+_NUMBER_SETTINGS = ("lr", "lr_decay", "clip", "val_frac", "epochs", "time_limit")
+
+
+@dataclass
+class Resume:
+    """A checkpoint checked for everything an exact resume needs (made by `load_resume`)."""
+
+    checkpoint: Checkpoint
+    path: str
+    settings: TrainConfig  # as it was trained
+    force: bool = False  # train on a corpus other than the checkpoint's (fine-tune)
+
+    @property
+    def meta(self):
+        return self.checkpoint.meta
+
+    @property
+    def step(self):
+        return self.meta["step"]
+
+    @property
+    def fingerprint(self):
+        return self.meta["corpus"]["fingerprint"]
+
+    @property
+    def vocab(self):
+        return Vocab.from_tokens(self.checkpoint.vocab)
+
+    @property
+    def corpus_paths(self):
+        """The regular files it was trained on (absolute paths), or None (stdin, pipes, older files)."""
+        return self.meta["corpus"].get("paths")
+
+    @property
+    def encoding_errors(self):
+        """The invalid-UTF-8 policy its corpus was read with, or None when not recorded."""
+        return self.meta["corpus"].get("encoding_errors")
+
+    @property
+    def workers(self):
+        return self.meta.get("workers")
+
+    @property
+    def planned_total(self):
+        """The step its run was to stop at (None: only a time limit)."""
+        if "total_steps" in self.meta:
+            return self.meta["total_steps"]
+        return plan_steps(self.settings, self.meta["windows_per_epoch"])
+
+
+def load_resume(path, force=False):
+    """Load a checkpoint to continue training from; CheckpointError when it cannot be resumed exactly."""
+    ckpt = load_checkpoint(path)
+    path = str(path)
+    meta = ckpt.meta
+
+    def need(ok, reason):
+        if not ok:
+            raise CheckpointError(f"{path}: cannot resume from it: {reason}")
+
+    raw = meta["train"]
+    for name in _INT_SETTINGS:
+        need(raw.get(name) is None or _is_int(raw[name]), f"meta 'train.{name}' must be an integer, not {raw.get(name)!r}")
+    for name in _NUMBER_SETTINGS:
+        need(raw.get(name) is None or _is_number(raw[name]), f"meta 'train.{name}' must be a number, not {raw.get(name)!r}")
+    need(isinstance(raw.get("optimizer", "adam"), str), "meta 'train.optimizer' must be a string")
+    need(isinstance(raw.get("lines", False), bool), "meta 'train.lines' must be true or false")
+    try:
+        settings = TrainConfig.from_dict(raw)
+    except (CharrnnError, TypeError, ValueError) as err:
+        need(False, f"its training settings are invalid ({err})")
+    need(settings.hidden == ckpt.hidden, f"its settings say --hidden {settings.hidden} but its weights have {ckpt.hidden} units")
+    need(meta.get("lines", settings.lines) == settings.lines, "meta 'lines' and 'train.lines' differ")
+    step = meta["step"]
+    need(step <= MAX_STEPS, f"meta 'step' must be at most {MAX_STEPS:,}, not {step}")
+    updates = meta.get("optimizer_updates")
+    need(_is_int(updates) and 0 <= updates <= step, f"meta 'optimizer_updates' must be an integer from 0 to the step, not {updates!r}")
+    per_epoch = meta.get("windows_per_epoch")
+    need(_is_int(per_epoch) and per_epoch >= 1, f"meta 'windows_per_epoch' must be a positive integer, not {per_epoch!r}")
+    origin = meta.get("data_origin", 0)
+    need(_is_int(origin) and 0 <= origin <= step, f"meta 'data_origin' must be an integer from 0 to the step, not {origin!r}")
+    epoch_origin = meta.get("epoch_origin", 0)
+    need(_is_int(epoch_origin) and 0 <= epoch_origin < 2**31, f"meta 'epoch_origin' must be a non-negative integer, not {epoch_origin!r}")
+    workers = meta.get("workers")
+    need(workers is None or (_is_int(workers) and 1 <= workers <= 256), f"meta 'workers' must be an integer from 1 to 256, not {workers!r}")
+    total = meta.get("total_steps")
+    need(total is None or (_is_int(total) and total >= 0), f"meta 'total_steps' must be a non-negative integer or null, not {total!r}")
+    need(total is not None or "total_steps" not in meta or settings.time_limit is not None,
+         "meta 'total_steps' is null but no time limit was set")  # fmt: skip
+    last = meta.get("last_val_loss")
+    need(last is None or _is_number(last), f"meta 'last_val_loss' must be a finite number or null, not {last!r}")
+    try:
+        np.random.default_rng().bit_generator.state = meta["rng"]
+    except (KeyError, ValueError, TypeError, OverflowError, AttributeError):
+        need(False, "its random generator state (meta 'rng') is missing or invalid")
+    corpus = meta["corpus"]
+    paths = corpus.get("paths")
+    need(paths is None or (isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths)),
+         "meta 'corpus.paths' must be a list of file paths")  # fmt: skip
+    need(corpus.get("encoding_errors") in (None, *ENCODING_ERRORS), "meta 'corpus.encoding_errors' is invalid")
+    slots = [f"opt.{slot}.{name}" for slot in SLOTS[settings.optimizer] for name in PARAM_NAMES]
+    missing = [name for name in slots if name not in ckpt.state]
+    need(not missing, f"it holds no {settings.optimizer} optimizer state ({missing[0] if missing else ''})")
+    h = ckpt.state.get("h_carry")
+    need(h is not None, "it holds no carried hidden state (h_carry)")
+    need(h.shape == (settings.batch, ckpt.hidden), f"h_carry has shape {h.shape}, expected ({settings.batch}, {ckpt.hidden})")
+    return Resume(ckpt, path, settings, force)
+
+
+def resume_config(resume, given=None, steps=None, epochs=None, time_limit=None, threads=None):
+    """The settings of a run that continues `resume`.
+
+    given: {setting: value} the user gave (None: not given); model and data settings
+    (config.FROM_CHECKPOINT, and "encoding_errors") must equal the checkpoint's, else UsageError
+    naming the flag. steps / epochs / time_limit are how much MORE to train; with none of them
+    the run continues to its original plan (its step total; a time-only plan: the same time again).
+    threads: None reuses the checkpoint's worker count, which keeps the results bitwise exact.
+    """
+    saved = resume.settings
+    for name, value in (given or {}).items():
+        if value is None:
+            continue
+        if name == "encoding_errors":
+            current = resume.encoding_errors
+            if current is None:
+                continue  # not recorded: the caller's choice stands
+        elif name in FROM_CHECKPOINT:
+            current = saved.learning_rate if name == "lr" else getattr(saved, name)
+        else:
+            raise ValueError(f"{name!r} is not a setting a resumed run takes from its checkpoint")
+        if value != current:
+            f = flag(name)
+            if isinstance(current, bool):
+                had = f"trained {'with' if current else 'without'} {f}"
+                mine = f if value else f"no {f}"
+            else:
+                had, mine = f"trained with {f} {current}", f"{f} {value}"
+            raise UsageError(
+                f"{mine} conflicts with {resume.path}, {had}; a resumed run keeps the checkpoint's settings "
+                f"(leave {f} out, or train a new model)"
+            )
+    stops = dict(steps=steps, epochs=epochs, time_limit=time_limit)
+    if all(v is None for v in stops.values()):
+        total = resume.planned_total
+        stops["time_limit"] = saved.time_limit
+        if total is not None:
+            left = total - resume.step
+            if left <= 0:
+                raise UsageError(
+                    f"{resume.path} has finished its plan of {total:,} steps; "
+                    f"give --steps, --epochs or --time to train it further"
+                )
+            stops["steps"] = left
+    if threads is None:
+        threads = resume.workers if resume.workers is not None else saved.threads
+    return replace(saved, **stops, threads=threads)
+
+
+def corpus_matches(resume, corpus, names="this corpus"):
+    """Check the corpus may continue `resume`: True for the checkpoint's own corpus, False for
+    another one when `resume.force` (fine-tuning); CorpusError otherwise. `names`: for the message."""
+    if list(corpus.vocab.tokens) != list(resume.checkpoint.vocab):
+        raise CorpusError(f"{names}: not encoded with the vocabulary of {resume.path}")
+    if corpus.fingerprint == resume.fingerprint:
+        return True
+    if resume.force:
+        return False
+    short = lambda fp: fp.split(":", 1)[-1][:12]  # noqa: E731
+    raise CorpusError(
+        f"{names} is not the corpus {resume.path} was trained on (fingerprint {short(corpus.fingerprint)} "
+        f"vs {short(resume.fingerprint)}); pass --force to fine-tune it on this corpus"
+    )
+
+
+# ------------------------------------------------------------------ training
 
 
 class _Run:
     """Everything a checkpoint holds, in one place."""
 
-    def __init__(self, corpus, cfg):
+    def __init__(self, corpus, cfg, resume=None, same_corpus=True):
         self.corpus, self.cfg = corpus, cfg
         self.rng = np.random.default_rng(cfg.seed)
-        self.params = init_params(cfg.hidden, corpus.vocab.size, self.rng)
-        self.grads = self.params.like()
-        self.opt = Optimizer(cfg.optimizer, self.params)
         self.h = np.zeros((cfg.batch, cfg.hidden), np.float32)  # (B, H) carried across windows
-        self.step = 0
-        self.best_val_loss = None
-        self.last_val_loss = None
+        self.workers = None  # set once the runner exists
+        self.total = None
+        if resume is None:
+            self.params = init_params(cfg.hidden, corpus.vocab.size, self.rng)
+            self.opt = Optimizer(cfg.optimizer, self.params)
+            self.step = 0
+            self.best_val_loss = self.last_val_loss = None
+            self.data_origin = 0  # the step at which the current corpus started
+            self.epoch_origin = 0  # epochs of learning-rate decay done before that
+        else:
+            ckpt, meta = resume.checkpoint, resume.meta
+            self.params = FlatParams(cfg.hidden, corpus.vocab.size).load(ckpt.params)
+            self.opt = Optimizer(cfg.optimizer, self.params)
+            self.opt.load_state(ckpt.state, meta["optimizer_updates"])
+            self.rng.bit_generator.state = meta["rng"]
+            self.step = meta["step"]
+            self.best_val_loss, self.last_val_loss = meta["best_val_loss"], meta.get("last_val_loss")
+            self.data_origin, self.epoch_origin = meta.get("data_origin", 0), meta.get("epoch_origin", 0)
+            if same_corpus:
+                self.h[...] = ckpt.state["h_carry"]
+            else:  # fine-tuning on another corpus: from its beginning, h = 0, the decay kept
+                done = (self.step - self.data_origin) // meta["windows_per_epoch"]
+                self.epoch_origin += done
+                self.data_origin = self.step
+                self.best_val_loss = self.last_val_loss = None  # another validation set: not comparable
+        self.grads = self.params.like()
+
+    def position(self, per_epoch):
+        """(epoch, window) of the next step in the current corpus."""
+        return divmod(self.step - self.data_origin, per_epoch)
+
+    def epochs_done(self, per_epoch):
+        """Epochs of learning-rate decay, fractional: what progress shows."""
+        return self.epoch_origin + (self.step - self.data_origin) / per_epoch
 
     def checkpoint(self, per_epoch):
         vocab = self.corpus.vocab
+        corpus = {"fingerprint": self.corpus.fingerprint, "chars": self.corpus.n_chars,
+                  "encoding_errors": getattr(self.corpus, "encoding_errors", "strict")}  # fmt: skip
+        paths = getattr(self.corpus, "paths", None)
+        if paths:
+            corpus["paths"] = list(paths)
         meta = {
             "unk_id": UNK_ID,
             "eos_id": EOS_ID,
@@ -97,9 +329,13 @@ class _Run:
             "best_val_loss": self.best_val_loss,
             "last_val_loss": self.last_val_loss,
             "lines": self.cfg.lines,
-            "corpus": {"fingerprint": self.corpus.fingerprint, "chars": self.corpus.n_chars},
+            "corpus": corpus,
             "train": self.cfg.to_dict(),
             "windows_per_epoch": per_epoch,
+            "total_steps": self.total,
+            "data_origin": self.data_origin,
+            "epoch_origin": self.epoch_origin,
+            "workers": self.workers,
             "optimizer_updates": self.opt.updates,
             "rng": self.rng.bit_generator.state,
             "charrnn_version": __version__,
@@ -108,9 +344,21 @@ class _Run:
         return Checkpoint(params=self.params.as_dict(), vocab=list(vocab.tokens), meta=meta, state=state)
 
 
-def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info: None, should_stop=lambda: False):
-    """Train a fresh model on corpus (charrnn.corpus.Corpus) and checkpoint it to `out`."""
+def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info: None, should_stop=lambda: False,
+          resume=None):  # fmt: skip
+    """Train a model on corpus (charrnn.corpus.Corpus) and checkpoint it to `out`.
+
+    resume: a Resume (`load_resume`) to continue instead of starting afresh; then cfg comes from
+    `resume_config` and the corpus must be encoded with the checkpoint's vocabulary (and be the
+    checkpoint's corpus, unless resume.force).
+    """
     check_writable(out)
+    same_corpus = True
+    if resume is not None:
+        same_corpus = corpus_matches(resume, corpus)
+        for name in FROM_CHECKPOINT:
+            if getattr(cfg, name) != getattr(resume.settings, name):
+                raise UsageError(f"{flag(name)} must be the checkpoint's when resuming (use resume_config)")
     train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
     val_ids = val_ids[:VAL_MAX_TOKENS]
     T, B = cfg.seq, cfg.batch
@@ -121,8 +369,15 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
         )
     streams = stream_view(train_ids, B)  # (B, L+1)
     per_epoch = windows_per_epoch(streams, T)
-    total = plan_steps(cfg, per_epoch)
-    run = _Run(corpus, cfg)
+    if same_corpus and resume is not None and per_epoch != resume.meta["windows_per_epoch"]:
+        raise CheckpointError(
+            f"{resume.path}: cannot resume from it: it counts {resume.meta['windows_per_epoch']:,} steps per epoch, "
+            f"the corpus gives {per_epoch:,}"
+        )
+    run = _Run(corpus, cfg, resume, same_corpus)
+    total = run.total = plan_steps(cfg, per_epoch, run.step)
+    for stale in (out, best_path(out)):  # temporary files of saves a kill -9 cut short
+        remove_temp_files(stale)
     report(
         "start",
         dict(
@@ -131,22 +386,25 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
             val_tokens=len(val_ids),
             windows_per_epoch=per_epoch,
             total_steps=total,
+            start_step=run.step,
+            last_val_loss=run.last_val_loss,
         ),
     )
     with compute_threads(), WindowRunner(run.params, T, B, streams.dtype, workers=cfg.threads or None) as runner:
-        stopped_early, rate = _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop)
+        run.workers = runner.workers
+        stopped_early, rate, has_best = _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop, resume)
     return TrainResult(
         steps=run.step,
         chars_per_s=rate,
         best_val_loss=run.best_val_loss,
         last_val_loss=run.last_val_loss,
         checkpoint=str(out),
-        best_checkpoint=best_path(out) if run.best_val_loss is not None else None,
+        best_checkpoint=best_path(out) if has_best else None,
         stopped_early=stopped_early,
     )
 
 
-def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop):
+def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop, resume):
     cfg = run.cfg
     T, B = cfg.seq, cfg.batch
     xs = np.empty((T, B), streams.dtype)
@@ -155,23 +413,37 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
     speed = _Throughput()
     stopped_early = False
     saved_step = -1
+    on_disk = _OnDisk(out, resume, run)
 
     def save(best):
         with speed.paused():
             return _save(best)
 
+    def diverged(step, detail):
+        return CharrnnError(f"training diverged at step {step:,} ({detail}); {on_disk.kept()}; try a lower --lr or --clip")
+
+    def check_weights():
+        if not np.isfinite(run.params.flat).all():  # finite gradients, but the update overflowed
+            raise diverged(run.step, "the weights are no longer finite")
+
     def _save(best):
+        check_weights()
         ckpt = run.checkpoint(per_epoch)
-        save_checkpoint(out, ckpt)
-        report("save", dict(step=run.step, path=str(out), best=False))
-        if best:
-            save_checkpoint(best_path(out), ckpt)
-            report("save", dict(step=run.step, path=best_path(out), best=True))
+        for path in (out, best_path(out)) if best else (out,):
+            try:
+                save_checkpoint(path, ckpt)
+            except CheckpointError as err:
+                raise CheckpointError(f"{err} (at step {run.step:,}); {on_disk.kept()}") from None
+            on_disk.saved(path, run.step)
+            report("save", dict(step=run.step, path=str(path), best=path != out))
         return run.step
 
     def evaluate():
         with speed.paused():
             loss = float(validation_loss(run.params, val_ids, B, T, runner))
+        if not math.isfinite(loss):
+            check_weights()
+            raise diverged(run.step, f"validation loss {loss}")
         improved = run.best_val_loss is None or loss < run.best_val_loss
         run.last_val_loss = loss
         if improved:
@@ -180,18 +452,15 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
         return improved
 
     while total is None or run.step < total:
-        epoch, k = divmod(run.step, per_epoch)
+        epoch, k = run.position(per_epoch)
         if k == 0:
             run.h[...] = 0.0  # every epoch starts from a zero state
         fill_window(streams, k * T, xs, ys)
         loss = runner.loss_and_grads(run.params, run.grads, xs, ys, run.h)  # carries run.h forward
         norm = cpu.clip_by_global_norm(run.grads.flat, cfg.clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
-            raise CharrnnError(
-                f"training diverged at step {run.step + 1} (loss {loss}, gradient norm {norm}); "
-                f"the last good checkpoint is kept; try a lower --lr or --clip"
-            )
-        run.opt.step(run.params, run.grads, cfg.learning_rate * cfg.lr_decay**epoch)
+            raise diverged(run.step + 1, f"loss {loss}, gradient norm {norm}")
+        run.opt.step(run.params, run.grads, cfg.learning_rate * cfg.lr_decay ** (run.epoch_origin + epoch))
         run.step += 1
 
         now = time.perf_counter()
@@ -203,7 +472,7 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
             if cfg.time_limit is not None:
                 left.append(max(0.0, cfg.time_limit - elapsed))
             eta = min(left) if left else None
-        report("step", dict(step=run.step, total_steps=total, epoch=run.step / per_epoch, loss=loss, chars_per_s=rate, elapsed=elapsed, eta=eta))
+        report("step", dict(step=run.step, total_steps=total, epoch=run.epochs_done(per_epoch), loss=loss, chars_per_s=rate, elapsed=elapsed, eta=eta))
 
         improved = False
         if len(val_ids) and run.step % cfg.eval_every == 0:
@@ -221,7 +490,37 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
         improved = evaluate()  # unless the last step was just evaluated
     if saved_step != run.step:
         save(best=improved)
-    return stopped_early, speed.rate
+    return stopped_early, speed.rate, on_disk.has_best
+
+
+class _OnDisk:
+    """What `out` holds, for the message when training cannot go on."""
+
+    def __init__(self, out, resume, run):
+        self.out = str(out)
+        self.step = None  # the step `out` holds, when known
+        self.has_best = False  # whether <stem>.best.npz belongs to this run (or the one it resumes)
+        self.before = os.path.exists(self.out)
+        if resume is not None and self.before:
+            try:
+                if os.path.samefile(self.out, resume.path):  # continuing to write the resumed file
+                    self.step = resume.step
+                    self.has_best = run.best_val_loss is not None and os.path.exists(best_path(out))
+            except OSError:
+                pass
+
+    def saved(self, path, step):
+        if str(path) == self.out:
+            self.step = step
+        else:
+            self.has_best = True
+
+    def kept(self):
+        if self.step is not None:
+            return f"{self.out} still holds the state of step {self.step:,}"
+        if self.before:
+            return f"{self.out} is left as it was"
+        return f"nothing was saved to {self.out}"
 
 
 class _Throughput:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -169,6 +170,34 @@ def test_interrupted_save_leaves_no_temp_file(good, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(good, make_checkpoint(seed=1))
     assert os.listdir(os.path.dirname(good)) == ["model.npz"]
+
+
+def test_temp_files_of_killed_saves_are_found_exactly(tmp_path, ckpt, monkeypatch):
+    """What a save killed by SIGKILL leaves (its mkstemp file) is removed; nothing else is."""
+    made = []
+    real = ck.tempfile.mkstemp
+
+    def remember(**kw):
+        fd, name = real(**kw)
+        made.append(os.path.basename(name))
+        return fd, name
+
+    def killed(f, **arrays):
+        raise SystemExit  # stands in for the process dying: the finally clause is what a kill skips
+
+    monkeypatch.setattr(ck.tempfile, "mkstemp", remember)
+    monkeypatch.setattr(ck.os, "unlink", lambda path: None)  # ... so the temp file stays, as after kill -9
+    monkeypatch.setattr(ck.np, "savez", killed)
+    with pytest.raises(SystemExit):
+        save_checkpoint(tmp_path / "m.npz", ckpt)
+    monkeypatch.undo()
+    others = [".m.npz.x.npz.abcdefgh.tmp", ".other.npz.abcdefgh.tmp", "m.npz.abcdefgh.tmp", ".m.npz.abc.tmp", "notes.tmp"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"")
+    assert re.fullmatch(r"\.m\.npz\.[a-z0-9_]{8}\.tmp", made[0])
+    assert ck.remove_temp_files(tmp_path / "m.npz") == [str(tmp_path / made[0])]
+    assert sorted(os.listdir(tmp_path)) == sorted(others)
+    assert ck.remove_temp_files(tmp_path / "missing-folder" / "m.npz") == []
 
 
 def test_save_onto_a_folder(tmp_path, ckpt):
@@ -439,6 +468,8 @@ def test_unreadable_file(good):
 
 # ------------------------------------------------------------- fuzzing
 
+# Mutated checkpoints per fuzz test; CHARRNN_FUZZ_EXAMPLES=20000 for a longer hunt.
+FUZZ_EXAMPLES = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "2000"))
 _GOOD_BYTES: list[bytes] = []
 
 
@@ -457,7 +488,7 @@ def _load_or_refuse(path) -> None:
         assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_damaged_bytes_never_raise_anything_but_checkpoint_error(tmp_path, data):
     raw = bytearray(_good_bytes(tmp_path))
@@ -474,7 +505,7 @@ def test_damaged_bytes_never_raise_anything_but_checkpoint_error(tmp_path, data)
     _load_or_refuse(path)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_damaged_members_never_raise_anything_but_checkpoint_error(tmp_path, data):
     # Damage inside the members but write a sound zip (right CRCs), so the

@@ -293,6 +293,36 @@ def test_train_accepts_invalid_utf8_when_asked(tmp_path):
     assert "\ufffd" not in {t["token"] for t in vocab_json("bad.txt", "--encoding-errors", "ignore")["tokens"]}
 
 
+def test_train_crlf_lines_like_lf(tmp_path):
+    """Windows line ends: with --lines the CR goes with the newline; the records are those of the LF file."""
+    (tmp_path / "lf.txt").write_bytes(NAMES_TEXT.encode())
+    (tmp_path / "crlf.txt").write_bytes(NAMES_TEXT.replace("\n", "\r\n").encode())
+    assert vocab_json("crlf.txt", "--lines") == vocab_json("lf.txt", "--lines")
+    ok("train", "crlf.txt", "--lines", *TINY, "-q", "-o", "crlf.npz")
+    info = info_json("crlf.npz")
+    assert info["lines"] is True and "\\r" not in info["vocab"] and "\\n" not in info["vocab"]
+    ok("train", "lf.txt", "--lines", *TINY, "-q", "-o", "lf.npz")
+    assert info["vocab"] == info_json("lf.npz")["vocab"]
+
+
+def test_train_on_a_single_50_mb_line(tmp_path, monkeypatch):
+    """One line of 50 MiB, no newline at all, in lines mode: one record; it encodes in chunks and trains."""
+    monkeypatch.setenv("CHARRNN_CACHE_DIR", str(tmp_path / "cache"))
+    size = 50 << 20
+    line = (b"the cat sat on the mat; " * (size // 24 + 1))[:size]
+    big = tmp_path / "line.txt"
+    big.write_bytes(line)
+    try:
+        ok("train", "line.txt", "--lines", "--hidden", "8", "--seq", "16", "--batch", "4", "--steps", "2", "-q")
+        info = info_json()
+        assert info["steps"] == 2 and info["corpus"]["chars"] == size
+        assert info["vocab"][:2] == ["<unk>", "<eos>"] and len(info["vocab"]) == len(set(line)) + 2
+    finally:
+        big.unlink()
+        for entry in (tmp_path / "cache").glob("*"):
+            entry.unlink()
+
+
 # ------------------------------------------------------------------ sample
 
 
@@ -494,8 +524,15 @@ ERRORS = [
     ((*T, "--val-frac", "0.9"), 2, "--val-frac must be a fraction in [0, 0.5) (got 0.9)"),
     ((*T, "--optimizer", "rmsprop"), 2, "--optimizer must be one of adam, adagrad, sgd (got 'rmsprop')"),
     (("train", "corpus.txt", "--steps", "0"), 2, "--steps must be at least 1 (got 0)"),
-    (("train", "corpus.txt", "--epochs", "0"), 2, "--epochs must be a positive number (got 0.0)"),
+    (("train", "corpus.txt", "--steps", "1" + "0" * 400), 2, "--steps must be at most 1,000,000,000,000,000 (got 1" + "0" * 400 + ")"),
+    (("train", "corpus.txt", "--time", "1e300"), 2, "--time must be a positive number of seconds (got 1e+300)"),
+    (("train", "corpus.txt", "--epochs", "0"), 2, "--epochs must be a positive number up to 1,000,000 (got 0.0)"),
+    (("train", "corpus.txt", "--epochs", "1e308"), 2, "--epochs must be a positive number up to 1,000,000 (got 1e+308)"),
     (("train", "corpus.txt", "--time", "-1"), 2, "--time must be a positive number of seconds (got -1.0)"),
+    (("train", "corpus.txt", "--time", "inf"), 2, "--time must be a positive number of seconds (got inf)"),
+    (("train", "--resume", "missing.npz", "--hidden", "0"), 1, "missing.npz: no such checkpoint"),
+    (("train", "--resume", "junk.npz", "--steps", "0"), 2, "--steps must be at least 1 (got 0)"),
+    (("train", "--resume", "junk.npz"), 1, "junk.npz: is not a charrnn checkpoint (not an .npz file)"),
     ((*T, "--min-count", "0"), 2, "--min-count must be at least 1 (got 0)"),
     ((*T, "--encoding-errors", "loose"), 2, "--encoding-errors must be one of strict, replace, ignore (got 'loose')"),
     (("train", "-", "-", "-q"), 2, "stdin (-) can be read only once; give - at most once"),

@@ -70,3 +70,24 @@ def test_stdin_and_unusable_folders_fall_back_to_memory(tmp_path):
     assert not isinstance(in_memory.ids, np.memmap)
     piped = load_corpus_cached(["-"], stdin=io.BytesIO(b"from a pipe\n"), folder=tmp_path / "cache")
     assert piped.n_chars == 12 and not (tmp_path / "cache").exists()
+
+
+def test_given_vocabulary_is_cached_beside_the_built_one(tmp_path):
+    """A resumed model encodes its corpus with its own vocabulary; that entry and the plain one coexist,
+    and the characters the vocabulary lacks are remembered."""
+    from charrnn.vocab import Vocab
+
+    corpus_path = tmp_path / "c.txt"
+    corpus_path.write_text("hello there, general reader\n" * 20)
+    folder = tmp_path / "cache"
+    plain = load_corpus_cached([str(corpus_path)], folder=folder)
+    vocab = Vocab.from_tokens(["<unk>", "<eos>", " ", "e", "h", "l", "o"])
+    first = load_corpus_cached([str(corpus_path)], folder=folder, vocab=vocab)
+    again = load_corpus_cached([str(corpus_path)], folder=folder, vocab=vocab)
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".json", ".npy", ".npy"]
+    direct = load_corpus([str(corpus_path)], vocab=vocab)
+    for got in (first, again):
+        np.testing.assert_array_equal(got.ids, direct.ids)
+        assert got.vocab == vocab and got.unknown == direct.unknown == "\n,adgnrt"
+        assert got.fingerprint == plain.fingerprint and got.paths == (os.path.abspath(corpus_path),)
+    assert isinstance(again.ids, np.memmap)

@@ -2,10 +2,12 @@
 
 import json
 import os
+import random
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -162,9 +164,127 @@ def test_signal_stops_training_and_saves(signum, code, tmp_path):
     assert out == ""
     last = err.splitlines()[-1]
     assert last.startswith("charrnn: error: interrupted at step ")
-    assert last.endswith("; the state is saved in charrnn.npz")
+    assert last.endswith("; the state is saved in charrnn.npz; resume with: charrnn train --resume charrnn.npz")
     assert sum(line.startswith("charrnn: ") for line in err.splitlines()) == 1
     no_traceback(err)
     steps = int(last.split("interrupted at step ")[1].split(";")[0].replace(",", ""))
     info = json.loads(run(["info", "--json"], tmp_path).stdout)
     assert info["steps"] == steps >= 1
+    # the command it printed continues the run (here for 3 more steps, not another 60 seconds)
+    again = run([*shlex.split(last.split("resume with: ")[1])[1:], "--steps", "3", "-q"], tmp_path)
+    assert again.returncode == 0 and again.stderr == b"", again.stderr
+    assert json.loads(run(["info", "--json"], tmp_path).stdout)["steps"] == steps + 3
+
+
+def test_interrupted_stdin_run_says_to_give_the_corpus_again(tmp_path):
+    proc = subprocess.Popen(
+        [*CHARRNN, "train", "-", "--hidden", "16", "--seq", "8", "--batch", "4", "--time", "60", "-o", "piped.npz"],
+        cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+    )  # fmt: skip
+    try:
+        proc.stdin.write(CORPUS.encode())
+        proc.stdin.close()
+        assert proc.stderr.readline().startswith(b"training ")
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 130
+    assert err.decode().splitlines()[-1].endswith("; resume with: charrnn train --resume piped.npz -")
+
+
+def _wait_for_new_save(path, previous, proc, timeout=30):
+    """Until `path` is a file other than `previous` (saves replace it: a new inode), or proc ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            st = os.stat(path)
+            if (st.st_ino, st.st_mtime_ns) != previous:
+                return st.st_ino, st.st_mtime_ns
+        except FileNotFoundError:
+            pass
+        time.sleep(0.005)
+    raise AssertionError(f"no new save of {path} (exit status {proc.poll()})")
+
+
+def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
+    """SIGKILL training 8 times at random moments while it saves after every step (and the best
+    file after every improving evaluation); each time, what is left loads, and the next run
+    resumes from it. With H = 256 a save (about 1 MB, fsync'd) takes far longer than a step, so
+    about a third of the kills land inside a save and leave its temporary file behind."""
+    from charrnn.checkpoint import load_checkpoint
+
+    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+    out, best = tmp_path / "m.npz", tmp_path / "m.best.npz"
+    fresh = ["train", "corpus.txt", "--hidden", "256", "--seq", "8", "--batch", "4", "--time", "60",
+             "--save-every", "1", "--eval-every", "2", "-q", "-o", "m.npz"]  # fmt: skip
+    rng = random.Random(4)
+    previous, step = None, 0
+    for kill in range(8):
+        args = fresh if kill == 0 else ["train", "--resume", "m.npz", "--time", "60", "-q"]
+        proc = subprocess.Popen([*CHARRNN, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        try:
+            previous = _wait_for_new_save(out, previous, proc)
+            time.sleep(rng.uniform(0, 0.2))
+        finally:
+            proc.kill()  # SIGKILL
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        st = os.stat(out)
+        previous = st.st_ino, st.st_mtime_ns
+        latest = load_checkpoint(out)
+        assert latest.meta["step"] > step  # every run went on from the last one's checkpoint
+        step = latest.meta["step"]
+        if best.exists():
+            assert load_checkpoint(best).meta["step"] <= step
+    # A run that ends normally: temporary files of the killed saves are gone.
+    finish = run(["train", "--resume", "m.npz", "--steps", "2", "-q"], tmp_path)
+    assert finish.returncode == 0, finish.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "m.best.npz", "m.npz"]
+    assert load_checkpoint(out).meta["step"] == step + 2
+
+
+# ------------------------------------------------------------------ hostile input from the outside
+
+
+def test_stdin_at_end_of_file_and_stdin_closed(tmp_path):
+    """`< /dev/null` is an empty corpus; a closed descriptor 0 (`0<&-`) is a closed stdin. Neither leaves a file."""
+    devnull = subprocess.run([*CHARRNN, "train", "-", "-q"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                             capture_output=True, env=ENV, timeout=60)  # fmt: skip
+    assert devnull.returncode == 1 and devnull.stdout == b""
+    assert devnull.stderr == b"charrnn: error: <stdin>: corpus is empty\n"
+    closed = shell(f"{SH_CHARRNN} train - -q 0<&-", tmp_path)
+    assert closed.returncode == 1 and closed.stdout == ""
+    assert closed.stderr == "charrnn: error: stdin is closed\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_train_on_a_fifo(tmp_path):
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:  # blocks until charrnn opens the other end
+            f.write(CORPUS.encode())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = run(["train", "corpus.fifo", *TINY, "-q"], tmp_path)
+    writer.join(timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"" and result.stderr == b""
+    info = json.loads(run(["info", "--json"], tmp_path).stdout)
+    assert info["steps"] == 30 and info["corpus"]["chars"] == len(CORPUS)
+    assert "paths" not in info["corpus"]  # a pipe cannot be read again: a resume must be given the text
+    again = run(["train", "--resume", "charrnn.npz", "--steps", "1"], tmp_path)
+    assert again.returncode == 2
+    assert again.stderr.decode() == (
+        "charrnn: error: charrnn.npz was trained on standard input or a pipe; give its corpus: "
+        "charrnn train --resume charrnn.npz CORPUS\n"
+    )

@@ -1,0 +1,604 @@
+"""Nothing lost: exact resume, divergence and failed writes keep the last good checkpoint.
+
+The central promise: on the CPU, k steps followed by a resume for N-k more end with bitwise the
+parameters, optimizer state, carried hidden state and logged losses of one run of N steps.
+"""
+
+import errno
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import charrnn.cli
+import charrnn.progress
+from charrnn import checkpoint as checkpoint_module
+from charrnn.checkpoint import load_checkpoint
+from charrnn.config import TrainConfig
+from charrnn.corpus import load_corpus
+from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
+from charrnn.optim import Optimizer
+from charrnn.parallel import WindowRunner
+from charrnn.train import best_path, load_resume, resume_config, train
+
+TEXT = "the cat sat on the mat. the dog sat on the log. " * 60  # 40 windows per epoch with TINY
+OTHER = "a fox hid in a box; a bird flew by. " * 90
+# eval_every and save_every do not divide the k below; lr_decay makes the schedule depend on the epoch.
+TINY = dict(hidden=32, seq=16, batch=4, val_frac=0.1, eval_every=10, save_every=15, seed=3, lr_decay=0.8)
+PER_EPOCH = 40
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text(TEXT)
+    return load_corpus([str(path)])
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, kind, info):
+        self.events.append((kind, dict(info)))
+
+    def losses(self):
+        return [info["loss"] for kind, info in self.events if kind == "step"]
+
+
+def stop_after(k):
+    """should_stop for train(): True once k steps are done (like a Ctrl-C after step k)."""
+    done = []
+
+    def should_stop():
+        done.append(1)
+        return len(done) >= k
+
+    return should_stop
+
+
+def assert_same_state(a, b):
+    """Two checkpoints hold bitwise the same model and training state."""
+    assert set(a.params) == set(b.params) and set(a.state) == set(b.state)
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+    for name in a.state:  # optimizer slots and h_carry
+        np.testing.assert_array_equal(a.state[name], b.state[name], err_msg=name)
+    for key in ("step", "optimizer_updates", "rng", "workers", "total_steps", "data_origin", "last_val_loss"):
+        assert a.meta[key] == b.meta[key], key
+
+
+# ------------------------------------------------------------------ exact resume, through the library
+
+
+CASES = {
+    # k not a multiple of eval_every / save_every; the resumed part crosses two epoch boundaries
+    "k23-adam": dict(k=23, n=90, optimizer="adam"),
+    # k exactly at an epoch boundary: the resumed run starts an epoch (h reset to zero)
+    "k40-adam-one-thread": dict(k=40, n=90, optimizer="adam", threads=1),
+    "k57-adagrad": dict(k=57, n=90, optimizer="adagrad"),
+    "k33-sgd": dict(k=33, n=90, optimizer="sgd"),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_k_steps_then_resume_equals_one_run(corpus, tmp_path, case):
+    settings = dict(TINY, optimizer=case["optimizer"], threads=case.get("threads", 0))
+    k, n = case["k"], case["n"]
+    whole = Recorder()
+    train(corpus, TrainConfig(**settings, steps=n), tmp_path / "whole.npz", report=whole)
+    first, second = Recorder(), Recorder()
+    train(corpus, TrainConfig(**settings, steps=k), tmp_path / "split.npz", report=first)
+    resumed = load_resume(tmp_path / "split.npz")
+    cfg = resume_config(resumed, steps=n - k)
+    result = train(corpus, cfg, tmp_path / "split.npz", report=second, resume=resumed)
+    assert result.steps == n
+    assert first.losses() + second.losses() == whole.losses()
+    assert len(whole.losses()) == n
+    assert_same_state(load_checkpoint(tmp_path / "split.npz"), load_checkpoint(tmp_path / "whole.npz"))
+    start = next(info for kind, info in second.events if kind == "start")
+    assert start["start_step"] == k and start["total_steps"] == n
+
+
+def test_interrupted_run_resumes_to_its_original_plan(corpus, tmp_path):
+    """Stopped (as by Ctrl-C) at step 30 of a 2-epoch plan; a resume with no stop condition finishes it."""
+    whole = Recorder()
+    train(corpus, TrainConfig(**TINY, epochs=2), tmp_path / "whole.npz", report=whole)
+    first, second = Recorder(), Recorder()
+    result = train(corpus, TrainConfig(**TINY, epochs=2), tmp_path / "m.npz", report=first, should_stop=stop_after(30))
+    assert result.stopped_early and result.steps == 30
+    resumed = load_resume(tmp_path / "m.npz")
+    assert resumed.meta["total_steps"] == 2 * PER_EPOCH
+    cfg = resume_config(resumed)
+    assert cfg.steps == 2 * PER_EPOCH - 30
+    # interrupted again, then resumed again: still the same plan
+    train(corpus, cfg, tmp_path / "m.npz", report=second, resume=resumed, should_stop=stop_after(25))
+    third = Recorder()
+    again = load_resume(tmp_path / "m.npz")
+    assert again.step == 55 and again.meta["total_steps"] == 2 * PER_EPOCH
+    train(corpus, resume_config(again), tmp_path / "m.npz", report=third, resume=again)
+    assert first.losses() + second.losses() + third.losses() == whole.losses()
+    assert_same_state(load_checkpoint(tmp_path / "m.npz"), load_checkpoint(tmp_path / "whole.npz"))
+    with pytest.raises(UsageError, match=r"m\.npz has finished its plan of 80 steps; give --steps, --epochs or --time"):
+        resume_config(load_resume(tmp_path / "m.npz"))
+
+
+def test_stop_conditions_on_resume_count_from_the_resumed_step(corpus, tmp_path):
+    train(corpus, TrainConfig(**TINY, steps=20), tmp_path / "m.npz")
+    resumed = load_resume(tmp_path / "m.npz")
+    assert train(corpus, resume_config(resumed, steps=7), tmp_path / "a.npz", resume=resumed).steps == 27
+    assert train(corpus, resume_config(resumed, epochs=0.5), tmp_path / "b.npz", resume=resumed).steps == 40
+    cfg = resume_config(resumed, time_limit=0.01)
+    assert (cfg.steps, cfg.epochs, cfg.time_limit) == (None, None, 0.01)
+
+
+def test_time_only_plan_resumes_for_the_same_time_again(corpus, tmp_path):
+    train(corpus, TrainConfig(**TINY, time_limit=0.05), tmp_path / "m.npz")
+    resumed = load_resume(tmp_path / "m.npz")
+    assert resumed.meta["total_steps"] is None
+    cfg = resume_config(resumed)
+    assert (cfg.steps, cfg.epochs, cfg.time_limit) == (None, None, 0.05)
+
+
+def test_worker_count_is_kept_for_bitwise_results(corpus, tmp_path):
+    train(corpus, TrainConfig(**TINY, steps=5, threads=2), tmp_path / "m.npz")
+    resumed = load_resume(tmp_path / "m.npz")
+    assert resumed.meta["workers"] == 2
+    assert resume_config(resumed, steps=1).threads == 2
+    assert resume_config(resumed, steps=1, threads=1).threads == 1  # asked for: allowed (rounding may then differ)
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(hidden=64), "--hidden 64 conflicts with {p}, trained with --hidden 32; a resumed run keeps the checkpoint's "
+                      "settings (leave --hidden out, or train a new model)"),
+    (dict(lr_decay=0.5), "--lr-decay 0.5 conflicts with {p}, trained with --lr-decay 0.8; "),
+    (dict(lr=0.1), "--lr 0.1 conflicts with {p}, trained with --lr 0.002; "),
+    (dict(optimizer="sgd"), "--optimizer sgd conflicts with {p}, trained with --optimizer adam; "),
+    (dict(lines=True), "--lines conflicts with {p}, trained without --lines; "),
+    (dict(save_every=1), "--save-every 1 conflicts with {p}, trained with --save-every 15; "),
+    (dict(encoding_errors="replace"), "--encoding-errors replace conflicts with {p}, trained with --encoding-errors strict; "),
+])  # fmt: skip
+def test_conflicting_settings_name_the_flag(corpus, tmp_path, given, message):
+    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+    resumed = load_resume(tmp_path / "m.npz")
+    with pytest.raises(UsageError) as err:
+        resume_config(resumed, given, steps=1)
+    assert str(err.value).startswith(message.format(p=tmp_path / "m.npz"))
+    # the checkpoint's own values (and the optimizer's default learning rate) are no conflict
+    same = dict(hidden=32, lr=0.002, lr_decay=0.8, optimizer="adam", save_every=15, encoding_errors="strict")
+    assert resume_config(resumed, same, steps=1).hidden == 32
+
+
+def test_another_corpus_is_refused_unless_forced(corpus, tmp_path):
+    train(corpus, TrainConfig(**TINY, steps=45), tmp_path / "m.npz")
+    (tmp_path / "other.txt").write_text(OTHER)
+    resumed = load_resume(tmp_path / "m.npz")
+    other = load_corpus([str(tmp_path / "other.txt")], vocab=resumed.vocab)
+    assert other.unknown == "".join(sorted(set(OTHER) - set(TEXT)))
+    with pytest.raises(CorpusError) as err:
+        train(other, resume_config(resumed, steps=5), tmp_path / "m.npz", resume=resumed)
+    assert re.fullmatch(
+        r"this corpus is not the corpus .*m\.npz was trained on \(fingerprint [0-9a-f]{12} vs [0-9a-f]{12}\); "
+        r"pass --force to fine-tune it on this corpus", str(err.value))  # fmt: skip
+
+    forced = load_resume(tmp_path / "m.npz", force=True)
+    events = Recorder()
+    train(other, resume_config(forced, steps=5), tmp_path / "m.npz", report=events, resume=forced)
+    tuned = load_checkpoint(tmp_path / "m.npz")
+    assert tuned.meta["step"] == 50 and tuned.meta["optimizer_updates"] == 50  # steps and optimizer state kept
+    assert tuned.meta["data_origin"] == 45  # the new corpus starts at its beginning ...
+    assert tuned.meta["epoch_origin"] == 1  # ... and the learning-rate decay of the epoch done is kept
+    assert tuned.meta["corpus"]["fingerprint"] == other.fingerprint
+    assert tuned.vocab == list(resumed.checkpoint.vocab)
+    start = next(info for kind, info in events.events if kind == "start")
+    assert start["start_step"] == 45 and start["last_val_loss"] is None  # another validation set
+
+
+def test_fine_tuning_starts_the_new_corpus_with_a_zero_state(corpus, tmp_path, monkeypatch):
+    train(corpus, TrainConfig(**TINY, steps=13), tmp_path / "m.npz")
+    (tmp_path / "other.txt").write_text(OTHER)
+    forced = load_resume(tmp_path / "m.npz", force=True)
+    assert forced.checkpoint.state["h_carry"].any()
+    other = load_corpus([str(tmp_path / "other.txt")], vocab=forced.vocab)
+    seen = []
+    real = WindowRunner.loss_and_grads
+
+    def spy(self, params, grads, xs, ys, h):
+        seen.append((h.copy(), xs[:, 0].copy()))
+        return real(self, params, grads, xs, ys, h)
+
+    monkeypatch.setattr(WindowRunner, "loss_and_grads", spy)
+    train(other, resume_config(forced, steps=2), tmp_path / "m.npz", resume=forced)
+    assert not seen[0][0].any()  # h = 0
+    np.testing.assert_array_equal(seen[0][1], other.ids[:16])  # stream 0 starts at the corpus's beginning
+
+
+def test_resume_needs_the_checkpoints_vocabulary(corpus, tmp_path):
+    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+    (tmp_path / "other.txt").write_text(OTHER)
+    resumed = load_resume(tmp_path / "m.npz", force=True)
+    with pytest.raises(CorpusError, match="not encoded with the vocabulary of"):
+        train(load_corpus([str(tmp_path / "other.txt")]), resume_config(resumed, steps=1), tmp_path / "m.npz", resume=resumed)
+
+
+def _rewrite_meta(path, **changes):
+    """Write a checkpoint whose meta has these keys changed (None: removed), bypassing save's checks."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    for key, value in changes.items():
+        where, _, leaf = key.rpartition(".")
+        target = meta[where] if where else meta
+        if value is None:
+            target.pop(leaf, None)
+        else:
+            target[leaf] = value
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes, reason", [
+    (dict(rng=None), "its random generator state (meta 'rng') is missing or invalid"),
+    (dict(rng={"bit_generator": "MT19937"}), "its random generator state (meta 'rng') is missing or invalid"),
+    (dict(optimizer_updates=-1), "meta 'optimizer_updates' must be an integer from 0 to the step, not -1"),
+    (dict(windows_per_epoch=0), "meta 'windows_per_epoch' must be a positive integer, not 0"),
+    (dict(data_origin=99), "meta 'data_origin' must be an integer from 0 to the step, not 99"),
+    (dict(workers="many"), "meta 'workers' must be an integer from 1 to 256, not 'many'"),
+    (dict(last_val_loss="low"), "meta 'last_val_loss' must be a finite number or null, not 'low'"),
+    ({"train.hidden": 31}, "its settings say --hidden 31 but its weights have 32 units"),
+    ({"train.lr": "fast"}, "meta 'train.lr' must be a number, not 'fast'"),
+    ({"train.seq": 0}, "its training settings are invalid (--seq must be an integer from 1 to 65536 (got 0))"),
+    ({"train.optimizer": "sgd"}, None),  # sgd has no slots: resumable
+    ({"train.batch": 5}, "h_carry has shape (4, 32), expected (5, 32)"),
+    ({"corpus.paths": [3]}, "meta 'corpus.paths' must be a list of file paths"),
+    ({"corpus.encoding_errors": "loose"}, "meta 'corpus.encoding_errors' is invalid"),
+])  # fmt: skip
+def test_checkpoint_that_cannot_be_resumed_exactly_is_refused(corpus, tmp_path, changes, reason):
+    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+    _rewrite_meta(tmp_path / "m.npz", **changes)
+    if reason is None:
+        load_resume(tmp_path / "m.npz")
+        return
+    with pytest.raises(CheckpointError) as err:
+        load_resume(tmp_path / "m.npz")
+    assert str(err.value) == f"{tmp_path / 'm.npz'}: cannot resume from it: {reason}"
+
+
+def test_checkpoint_without_training_state_is_refused(corpus, tmp_path):
+    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+    ckpt = load_checkpoint(tmp_path / "m.npz")
+    ckpt.state = {k: v for k, v in ckpt.state.items() if not k.startswith("opt.v.")}
+    checkpoint_module.save_checkpoint(tmp_path / "m.npz", ckpt)
+    with pytest.raises(CheckpointError, match=r"cannot resume from it: it holds no adam optimizer state \(opt\.v\.Wxh\)$"):
+        load_resume(tmp_path / "m.npz")
+
+
+# ------------------------------------------------------------------ divergence and failed writes
+
+
+def nan_at(monkeypatch, step, what):
+    """Make window `step` (1-based) give a NaN loss, an infinite gradient, or infinite weights."""
+    calls = []
+    real = WindowRunner.loss_and_grads
+    real_step = Optimizer.step
+
+    def poisoned(self, params, grads, xs, ys, h):
+        calls.append(1)
+        loss = real(self, params, grads, xs, ys, h)
+        if len(calls) == step:
+            if what == "loss":
+                return float("nan")
+            if what == "gradient":
+                grads.flat[3] = np.inf
+        return loss
+
+    def update(self, params, grads, lr):
+        real_step(self, params, grads, lr)
+        if len(calls) == step and what == "weights":
+            params.flat[5] = np.inf
+
+    monkeypatch.setattr(WindowRunner, "loss_and_grads", poisoned)
+    monkeypatch.setattr(Optimizer, "step", update)
+
+
+@pytest.mark.parametrize("what", ["loss", "gradient", "weights"])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch, what):
+    out = tmp_path / "m.npz"
+    saved = {}
+
+    def report(kind, info):
+        if kind == "save":
+            saved[info["path"]] = (info["step"], open(info["path"], "rb").read())
+
+    nan_at(monkeypatch, 22 if what != "weights" else 30, what)  # saves at 15, and 30 for the weights
+    with pytest.raises(CharrnnError) as err:
+        train(corpus, TrainConfig(**TINY, steps=40), out, report=report)
+    message = str(err.value)
+    assert "\n" not in message
+    last = saved[str(out)][0]  # the last step saved before the failure (15, or 20 when that evaluation improved)
+    assert last in (15, 20)
+    if what == "weights":
+        assert message == f"training diverged at step 30 (the weights are no longer finite); " \
+                          f"{out} still holds the state of step {last}; try a lower --lr or --clip"
+    else:
+        detail = "loss nan, gradient norm" if what == "loss" else "loss "
+        assert message.startswith(f"training diverged at step 22 ({detail}")
+        assert message.endswith(f"); {out} still holds the state of step {last}; try a lower --lr or --clip")
+        assert ("gradient norm inf" in message) == (what == "gradient")
+    for path, (step, data) in saved.items():
+        assert open(path, "rb").read() == data  # byte-identical
+        assert load_checkpoint(path).meta["step"] == step
+
+
+def test_failed_write_reports_the_path_and_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "m.npz"
+    real = np.savez
+    calls = []
+
+    def savez_until_the_disk_is_full(f, **arrays):
+        calls.append(1)
+        if len(calls) < 4:
+            return real(f, **arrays)
+        f.write(b"PK\x03\x04 half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    train(corpus, TrainConfig(**TINY, steps=3), out)
+    monkeypatch.setattr(checkpoint_module.np, "savez", savez_until_the_disk_is_full)
+    resumed = load_resume(out)
+    cfg = resume_config(resumed, steps=40)
+    before = []
+    with pytest.raises(CheckpointError) as err:
+        train(corpus, cfg, out, resume=resumed, report=lambda kind, info: kind == "save" and before.append(out.read_bytes()))
+    # saves: step 10 (latest and best), step 15 (latest); the next one fails
+    match = re.fullmatch(rf"cannot write checkpoint {re.escape(str(out))}: No space left on device \(at step (\d+)\); "
+                         rf"{re.escape(str(out))} still holds the state of step 15", str(err.value))  # fmt: skip
+    assert match and int(match.group(1)) in (20, 30)
+    assert out.read_bytes() == before[-1]
+    assert load_checkpoint(out).meta["step"] == 15
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.best.npz", "m.npz", "tiny.txt"]  # no temp file left
+
+
+def test_training_removes_temp_files_that_killed_saves_left(corpus, tmp_path):
+    """One writer per --out: whatever `.m.npz.XXXXXXXX.tmp` is there when training starts is a leftover."""
+    stale = [".m.npz.k1ll3d_x.tmp", ".m.best.npz.a8cdefgh.tmp"]
+    kept = [".m.npz.x.tmp", ".other.npz.abcdefgh.tmp"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 cut short")
+    train(corpus, TrainConfig(**TINY, steps=2), tmp_path / "m.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["m.npz", "m.best.npz", "tiny.txt"])
+
+
+# ------------------------------------------------------------------ through the CLI
+
+runner = CliRunner(env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None, "COLUMNS": "160"})
+CLI_TINY = ["--hidden", "16", "--seq", "8", "--batch", "4", "--eval-every", "7", "--save-every", "11", "--lr-decay", "0.7"]
+
+
+def cli(*args, input=None):
+    result = runner.invoke(charrnn.cli.app, [str(a) for a in args], input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    return result
+
+
+def ok(*args, input=None):
+    result = cli(*args, input=input)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def one_error(result, code):
+    assert result.exit_code == code
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("charrnn: error: "), result.stderr
+    return lines[0][len("charrnn: error: "):]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    (tmp_path / "other.txt").write_text(OTHER)
+    return tmp_path
+
+
+@pytest.fixture
+def step_losses(monkeypatch):
+    """Every "step" event's loss the CLI's progress reporter receives."""
+    losses = []
+    real = charrnn.progress.TrainingReporter.__call__
+
+    def record(self, kind, info):
+        if kind == "step":
+            losses.append(info["loss"])
+        return real(self, kind, info)
+
+    monkeypatch.setattr(charrnn.progress.TrainingReporter, "__call__", record)
+    return losses
+
+
+def test_cli_resume_is_bitwise_exact(in_tmp, step_losses):
+    # 85 windows per epoch: the resumed 80 steps cross the epoch boundary at 170; 100 is no multiple of 7 or 11
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "180", "-q", "-o", "whole.npz")
+    whole = list(step_losses)
+    step_losses.clear()
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "100", "-q", "-o", "split.npz")
+    result = ok("train", "--resume", "split.npz", "--steps", "80")  # the corpus: the one recorded
+    assert result.stderr.splitlines()[0].endswith("resuming at step 100, to step 180")
+    assert "checkpoint split.npz (best: split.best.npz)" in result.stderr.splitlines()[-1]
+    assert step_losses == whole
+    assert_same_state(load_checkpoint(in_tmp / "split.npz"), load_checkpoint(in_tmp / "whole.npz"))
+    assert load_checkpoint(in_tmp / "split.best.npz").meta["step"] <= 180
+
+
+def test_cli_resume_refusals(in_tmp):
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "20", "-q", "-o", "m.npz")
+    assert one_error(cli("train", "--resume", "m.npz", "--hidden", "32"), 2) == (
+        "--hidden 32 conflicts with m.npz, trained with --hidden 16; a resumed run keeps the checkpoint's settings "
+        "(leave --hidden out, or train a new model)"
+    )
+    assert one_error(cli("train", "--resume", "m.npz"), 2) == (
+        "m.npz has finished its plan of 20 steps; give --steps, --epochs or --time to train it further"
+    )
+    assert one_error(cli("train", "--resume", "m.npz", "--steps", "0"), 2) == "--steps must be at least 1 (got 0)"
+    assert one_error(cli("train", "--resume", "missing.npz"), 1) == "missing.npz: no such checkpoint"
+    assert one_error(cli("train", "corpus.txt", "--force"), 2).startswith("--force goes with --resume")
+    assert one_error(cli("train"), 2) == "Missing argument 'corpus'."
+    message = one_error(cli("train", "--resume", "m.npz", "other.txt", "--steps", "3"), 1)
+    assert re.fullmatch(r"other\.txt is not the corpus m\.npz was trained on \(fingerprint [0-9a-f]{12} vs [0-9a-f]{12}\); "
+                        r"pass --force to fine-tune it on this corpus", message)  # fmt: skip
+    before = (in_tmp / "m.npz").read_bytes()
+    (in_tmp / "corpus.txt").write_text(TEXT + "changed")
+    assert "corpus.txt is not the corpus m.npz was trained on" in one_error(cli("train", "--resume", "m.npz", "--steps", "3"), 1)
+    assert (in_tmp / "m.npz").read_bytes() == before
+
+
+def test_cli_fine_tune_with_force_warns_about_unknown_characters(in_tmp):
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "20", "-q", "-o", "m.npz")
+    result = ok("train", "--resume", "m.npz", "other.txt", "--steps", "5", "--force", "-q")
+    unknown = "".join(sorted(set(OTHER) - set(TEXT)))
+    assert result.stderr == "charrnn: warning: not in the model's vocabulary, read as <unk>: " + ", ".join(map(repr, unknown)) + "\n"
+    meta = load_checkpoint(in_tmp / "m.npz").meta
+    assert meta["step"] == 25 and meta["data_origin"] == 20
+    assert meta["corpus"]["paths"] == [os.path.abspath("other.txt")]
+    # from now on other.txt is the model's corpus: resuming needs no --force
+    ok("train", "--resume", "m.npz", "--steps", "2", "-q")
+    assert load_checkpoint(in_tmp / "m.npz").meta["step"] == 27
+
+
+def test_cli_resume_of_a_stdin_model_needs_the_corpus(in_tmp):
+    ok("train", "-", *CLI_TINY, "--steps", "10", "-q", "-o", "piped.npz", input=TEXT.encode())
+    assert "paths" not in load_checkpoint(in_tmp / "piped.npz").meta["corpus"]
+    assert one_error(cli("train", "--resume", "piped.npz", "--steps", "2"), 2) == (
+        "piped.npz was trained on standard input or a pipe; give its corpus: charrnn train --resume piped.npz CORPUS"
+    )
+    ok("train", "--resume", "piped.npz", "-", "--steps", "2", "-q", input=TEXT.encode())
+    ok("train", "--resume", "piped.npz", "corpus.txt", "--steps", "2", "-q")  # the same text from a file: the same corpus
+    assert load_checkpoint(in_tmp / "piped.npz").meta["step"] == 14
+
+
+def test_cli_resume_writes_elsewhere_with_out(in_tmp):
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "10", "-q", "-o", "m.npz")
+    before = (in_tmp / "m.npz").read_bytes()
+    summary = ok("train", "--resume", "m.npz", "--steps", "3", "-o", "next.npz").stderr.splitlines()[-1]
+    assert (in_tmp / "m.npz").read_bytes() == before
+    assert load_checkpoint(in_tmp / "next.npz").meta["step"] == 13
+    # the summary names a best file only if this run wrote one
+    assert summary.endswith("checkpoint next.npz (best: next.best.npz)" if (in_tmp / "next.best.npz").exists()
+                            else "checkpoint next.npz")  # fmt: skip
+
+
+def test_cli_divergence_is_one_line_and_keeps_the_checkpoint(in_tmp, monkeypatch):
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "10", "-q", "-o", "m.npz")
+    before = (in_tmp / "m.npz").read_bytes(), (in_tmp / "m.best.npz").read_bytes()
+    nan_at(monkeypatch, 1, "loss")
+    message = one_error(cli("train", "--resume", "m.npz", "--steps", "20", "-q"), 1)
+    assert message.startswith("training diverged at step 11 (loss nan, gradient norm ")
+    assert message.endswith("; m.npz still holds the state of step 10; try a lower --lr or --clip")
+    assert ((in_tmp / "m.npz").read_bytes(), (in_tmp / "m.best.npz").read_bytes()) == before
+    assert load_checkpoint(in_tmp / "m.npz").meta["step"] == 10
+
+
+def test_cli_divergence_before_any_save(in_tmp, monkeypatch):
+    nan_at(monkeypatch, 2, "gradient")
+    message = one_error(cli("train", "corpus.txt", *CLI_TINY, "--steps", "5", "-q", "-o", "fresh.npz"), 1)
+    assert message.startswith("training diverged at step 2 (loss ") and "gradient norm inf" in message
+    assert message.endswith("; nothing was saved to fresh.npz; try a lower --lr or --clip")
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["corpus.txt", "other.txt"]
+
+
+def test_cli_disk_full_is_one_line_naming_the_path(in_tmp, monkeypatch):
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "11", "--eval-every", "100", "-q", "-o", "m.npz")
+    real = np.savez
+    seen = []
+
+    def savez(f, **arrays):
+        seen.append((in_tmp / "m.npz").read_bytes())  # what m.npz holds before this save
+        if len(seen) < 2:
+            return real(f, **arrays)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", savez)
+    # a new run writing over m.npz: its save at step 11 works, the one at step 22 hits a full disk
+    result = cli("train", "corpus.txt", *CLI_TINY, "--steps", "40", "--eval-every", "100", "-q", "-o", "m.npz", "--seed", "9")
+    assert one_error(result, 1) == "cannot write checkpoint m.npz: No space left on device (at step 22); " \
+                                   "m.npz still holds the state of step 11"
+    assert (in_tmp / "m.npz").read_bytes() == seen[-1]
+    assert load_checkpoint(in_tmp / "m.npz").meta["train"]["seed"] == 9
+    assert not [p for p in in_tmp.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_best_path_of_the_resumed_file(in_tmp):
+    ok("train", "corpus.txt", *CLI_TINY, "--steps", "8", "-q", "-o", "m.npz")
+    (in_tmp / "m.best.npz").unlink()
+    ok("train", "--resume", "m.npz", "--steps", "6", "-q")  # evaluates at 14 (7 divides it): a new best
+    assert load_checkpoint(best_path(in_tmp / "m.npz")).meta["step"] == 14
+
+
+# ------------------------------------------------------------------ fuzzing what a resume reads
+
+FUZZ_EXAMPLES = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "2000"))
+_FUZZ_BASE = {}
+
+META_KEYS = [
+    "step", "optimizer_updates", "windows_per_epoch", "data_origin", "epoch_origin", "workers", "total_steps",
+    "best_val_loss", "last_val_loss", "lines", "rng", "rng.state", "rng.bit_generator", "rng.has_uint32",
+    "corpus", "corpus.paths", "corpus.encoding_errors", "corpus.fingerprint", "train",
+    *(f"train.{name}" for name in TrainConfig.__dataclass_fields__),
+]  # fmt: skip
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.integers(-(10**400), 10**400)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6) | st.sampled_from([0, 1, 2, 3, 4, 8, 16, 40, "adam", "sgd", "adagrad", "replace"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5,
+)  # fmt: skip
+
+
+def _fuzz_base(tmp_path):
+    """A small checkpoint (as arrays) and its corpus, made once per process."""
+    if not _FUZZ_BASE:
+        (tmp_path / "base.txt").write_text(TEXT[:900])
+        corpus = load_corpus([str(tmp_path / "base.txt")])
+        settings = dict(hidden=8, seq=4, batch=2, val_frac=0.1, eval_every=3, save_every=5, lr_decay=0.9)
+        train(corpus, TrainConfig(**settings, steps=4), tmp_path / "base.npz")
+        with np.load(tmp_path / "base.npz", allow_pickle=False) as npz:
+            _FUZZ_BASE.update(arrays={name: npz[name] for name in npz.files}, corpus=corpus)
+    return _FUZZ_BASE["arrays"], _FUZZ_BASE["corpus"]
+
+
+@settings(max_examples=max(1, FUZZ_EXAMPLES // 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_meta_never_breaks_a_resume(tmp_path, data):
+    """Hostile or inconsistent training state in meta: a resume either works or ends with the tool's
+    own one-line error, never another exception."""
+    arrays, corpus = _fuzz_base(tmp_path)
+    meta = json.loads(str(arrays["meta"]))
+    for key in data.draw(st.lists(st.sampled_from(META_KEYS), min_size=1, max_size=3)):
+        *parents, leaf = key.split(".")
+        target = meta
+        for parent in parents:
+            target = target.get(parent) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        if data.draw(st.booleans()):
+            target.pop(leaf, None)
+        else:
+            target[leaf] = data.draw(JSON)
+    path = tmp_path / "fuzz.npz"
+    np.savez(path, **dict(arrays, meta=np.array(json.dumps(meta))))
+    stop = data.draw(st.sampled_from([dict(), dict(steps=2), dict(epochs=0.01), dict(time_limit=0.01)]))
+    try:
+        resumed = load_resume(path, force=data.draw(st.booleans()))
+        cfg = resume_config(resumed, **stop)
+        if cfg.steps is not None and cfg.steps > 50:
+            cfg = resume_config(resumed, steps=2)
+        train(corpus, cfg, tmp_path / "out.npz", resume=resumed)
+    except CharrnnError as err:
+        assert "\n" not in str(err)
