@@ -44,6 +44,15 @@ class TrainConfig:
     min_count: int = 1
 
     def __post_init__(self):
+        for name in ("lr", "lr_decay", "clip", "epochs", "time_limit", "val_frac"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:  # kernels take these as float scalars: an enormous int or a string must stop here
+                setattr(self, name, float(value))
+            except (TypeError, ValueError, OverflowError):
+                flag = "time" if name == "time_limit" else name.replace("_", "-")
+                raise UsageError(f"--{flag} must be a number (got {value!r})") from None
         self.validate()
 
     @property
