@@ -3,7 +3,9 @@
     python benchmarks/bench.py [--corpus PATH] [--device cpu|cuda] [--quick]
 
 Prints the machine, then one markdown table, to stdout; progress goes to stderr.
-See benchmarks/README.md for what each row measures.
+See benchmarks/README.md for what each row measures. With --device cuda both sides run on the GPU:
+charrnn through the same train()/generate() calls with device="cuda" (and `--device cuda` on the
+command lines it times), the peer with torch on "cuda".
 """
 
 import argparse
@@ -53,7 +55,9 @@ def machine_lines(device):
         f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}",
     ]
     if device == "cuda":
-        lines.append(f"GPU: {torch.cuda.get_device_name()}")
+        from importlib.metadata import version
+
+        lines.append(f"GPU: {torch.cuda.get_device_name()}; numba-cuda {version('numba-cuda')}, torch CUDA {torch.version.cuda}")
     return lines
 
 
@@ -62,12 +66,16 @@ def check_device(device):
     if device == "cpu":
         return
     import torch
-    from numba import cuda
 
-    if not (torch.cuda.is_available() and cuda.is_available()):
-        fail("--device cuda: no CUDA device is available on this machine (torch and numba see none)")
-    if importlib.util.find_spec("charrnn.kernels.cuda") is None:
-        fail("--device cuda: charrnn has no CUDA kernels yet (charrnn/kernels/cuda.py)")
+    from charrnn.cuda_backend import _simulated, cuda_status
+
+    usable, reason = cuda_status()
+    if not usable:
+        fail(f"--device cuda: charrnn cannot use CUDA here: {reason}")
+    if _simulated():
+        fail("--device cuda: numba-cuda's simulator is on (NUMBA_ENABLE_CUDASIM); unset it to benchmark a GPU")
+    if not torch.cuda.is_available():
+        fail("--device cuda: torch sees no CUDA device (a CPU-only torch build?)")
 
 
 # --------------------------------------------------------------------------- charrnn's side
@@ -88,7 +96,6 @@ def charrnn_train_rates(corpus, H, bounds, device):
     from charrnn.config import TrainConfig
     from charrnn.train import train
 
-    assert device == "cpu", "the CUDA training path is not written yet"  # check_device stops earlier
     elapsed = {}
 
     def report(kind, info):
@@ -98,7 +105,7 @@ def charrnn_train_rates(corpus, H, bounds, device):
     total = bounds[-1]
     cfg = TrainConfig(hidden=H, seq=T, batch=B, steps=total, val_frac=0.0, save_every=total + 1)
     with tempfile.TemporaryDirectory() as tmp:
-        train(corpus, cfg, out=os.path.join(tmp, "bench.npz"), report=report)
+        train(corpus, cfg, out=os.path.join(tmp, "bench.npz"), report=report, device=device)
     return [(end - first) * T * B / (elapsed[end] - elapsed[first]) for first, end in zip(bounds, bounds[1:])]
 
 
@@ -126,13 +133,12 @@ def charrnn_sample_rate(model, n, repeats, device):
     """Characters per second of `charrnn.sample.generate` (one stream), best of `repeats`."""
     from charrnn.sample import generate
 
-    assert device == "cpu", "the CUDA sampling path is not written yet"
     rng = np.random.default_rng(0)
-    "".join(generate(model, [], 500, TEMPERATURE, 0, rng))  # compiles, or loads the numba cache
+    "".join(generate(model, [], 500, TEMPERATURE, 0, rng, device))  # compiles, or loads the numba cache
     best = 0.0
     for _ in range(repeats):
         start = time.perf_counter()
-        text = "".join(generate(model, [], n, TEMPERATURE, 0, rng))
+        text = "".join(generate(model, [], n, TEMPERATURE, 0, rng, device))
         best = max(best, len(text) / (time.perf_counter() - start))
         assert len(text) == n, len(text)
     return best
@@ -188,11 +194,11 @@ def wall(args, cache=None, repeats=1):
     return best
 
 
-def startup_times(corpus_path, tmp):
+def startup_times(corpus_path, tmp, device):
     """{name: seconds}: --help; sample with a warm cache; first runs (empty NUMBA_CACHE_DIR) of sample and train."""
     ckpt = str(tmp / "small.npz")
-    tiny_train = ["train", str(corpus_path), "--hidden", "64", "--steps", "50", "--out", ckpt, "--quiet"]
-    sample = ["sample", "-m", ckpt, "--length", "200", "--seed", "0"]
+    tiny_train = ["train", str(corpus_path), "--hidden", "64", "--steps", "50", "--out", ckpt, "--quiet", "--device", device]
+    sample = ["sample", "-m", ckpt, "--length", "200", "--seed", "0", "--device", device]
     times = {"help": wall(["--help"], repeats=5)}
     times["train_cold"] = wall(tiny_train, cache=tmp / "cache-train")
     times["train_warm"] = wall(tiny_train, cache=tmp / "cache-train", repeats=3)
@@ -220,15 +226,16 @@ def peak_rss_mb(args, env):
     return int(done.stdout.split()[-1]) / 1024
 
 
-def training_memory(corpus_path, tmp):
-    """(first run, cached run) peak RSS in MB of training H=512 on a ~100 MB corpus (the given one repeated)."""
+def training_memory(corpus_path, tmp, device):
+    """(first run, cached run) peak RSS in MB (host memory) of training H=512 on a ~100 MB corpus (the given one repeated)."""
     text = corpus_path.read_bytes()
     big = tmp / "big.txt"
     with open(big, "wb") as f:
         for _ in range(-(-MEMORY_CORPUS_BYTES // len(text))):
             f.write(text)
     env = dict(os.environ, CHARRNN_CACHE_DIR=str(tmp / "corpora"))
-    args = ["train", str(big), "--hidden", "512", "--steps", "20", "--eval-every", "10", "--out", str(tmp / "m.npz"), "--quiet"]
+    args = ["train", str(big), "--hidden", "512", "--steps", "20", "--eval-every", "10", "--out", str(tmp / "m.npz"), "--quiet",
+            "--device", device]
     return peak_rss_mb(args, env), peak_rss_mb(args, env), big.stat().st_size
 
 
@@ -290,7 +297,7 @@ def main():
 
     progress("start-up: charrnn --help, sample, first runs with an empty numba cache")
     with tempfile.TemporaryDirectory() as tmp:
-        s = startup_times(args.corpus, Path(tmp))
+        s = startup_times(args.corpus, Path(tmp), args.device)
     rows += [
         ("start-up: `charrnn --help`, s (best of 5)", "", f"{s['help']:.2f}", "", ""),
         ("start-up: `charrnn sample --length 200`, warm cache, s (best of 5)", 64, f"{s['sample_warm']:.2f}", "", ""),
@@ -302,7 +309,7 @@ def main():
     if not args.skip_memory:
         progress("memory: training H=512 on a ~100 MB corpus, first run then with the encoded corpus cached")
         with tempfile.TemporaryDirectory() as tmp:
-            first, cached, size = training_memory(args.corpus, Path(tmp))
+            first, cached, size = training_memory(args.corpus, Path(tmp), args.device)
         rows += [
             (f"memory: peak RSS training on {size / 1e6:.0f} MB, first run (encodes), MB", 512, f"{first:.0f}", "400 (target)", ""),
             (f"memory: peak RSS training on {size / 1e6:.0f} MB, cached corpus, MB", 512, f"{cached:.0f}", "400 (target)", ""),

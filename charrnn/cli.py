@@ -81,6 +81,17 @@ EncodingErrors = Annotated[
 Lines = Annotated[bool, typer.Option("--lines", help="Every line is a record (names, titles, ...).")]
 ModelPath = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to use.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Device = Annotated[str, typer.Option(
+    "--device", envvar="CHARRNN_DEVICE", show_envvar=False, show_default=False,
+    help="auto (a CUDA GPU when one is usable, else the CPU), cpu or cuda; see `charrnn info --devices`.  "
+         "[default: $CHARRNN_DEVICE, else auto]")]  # fmt: skip
+
+
+def resolve(device):
+    """The --device value as "cpu" or "cuda" (a one-line UsageError when it cannot be used)."""
+    from charrnn.device import resolve_device
+
+    return resolve_device(device)
 
 
 def stderr_console():
@@ -155,6 +166,7 @@ def train(
         "--encoding-errors", help="Invalid UTF-8: strict (refuse), replace or ignore.  [default: strict]",
         show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
+    device: Device = "auto",
 ):
     """Train a model on a corpus and save it to a checkpoint, or continue one with --resume."""
     from charrnn.config import TrainConfig
@@ -199,6 +211,7 @@ def train(
             corpus = resumed.corpus_paths
         vocab = resumed.vocab
     check_writable(out)
+    device = resolve(device)
     loaded = load_corpus_cached(corpus, lines=cfg.lines, encoding_errors=encoding_errors, min_count=cfg.min_count, vocab=vocab)
     if resumed is not None:
         names = ", ".join("<stdin>" if c == "-" else c for c in corpus)
@@ -206,7 +219,7 @@ def train(
             warn(f"not in the model's vocabulary, read as <unk>: {listing(loaded.unknown)}")
     console = stderr_console()
     with StopOnSignal() as stop, TrainingReporter(console, quiet=quiet) as reporter:
-        result = run_training(loaded, cfg, out, report=reporter, should_stop=stop.requested, resume=resumed)
+        result = run_training(loaded, cfg, out, report=reporter, should_stop=stop.requested, resume=resumed, device=device)
     if result.stopped_early:
         again = ["charrnn", "train", "--resume", str(result.checkpoint)]
         if not getattr(loaded, "paths", None):
@@ -257,20 +270,22 @@ def sample(
     top_k: Annotated[int, typer.Option(help="Draw only from the K most likely characters (0: all).")] = 0,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.", show_default=False)] = None,
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="How many samples.")] = 1,
+    device: Device = "auto",
 ):
     """Generate text from a trained model, streamed to stdout."""
     from charrnn.sample import check_sampling_args, generate, make_rng
     from charrnn.trained import load_model
 
     check_sampling_args(length, temperature, top_k, num_samples)
+    rng = make_rng(seed)
+    device = resolve(device)
     loaded = load_model(model)
     prime_ids, unknown = loaded.vocab.encode_text(prime)
     if unknown:
         warn(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}")
-    rng = make_rng(seed)
     try:
         for _ in range(num_samples):
-            write_sample(prime, generate(loaded, prime_ids, length, temperature, top_k, rng))
+            write_sample(prime, generate(loaded, prime_ids, length, temperature, top_k, rng, device))
     except BrokenPipeError:
         quiet_broken_pipe()
 
@@ -295,14 +310,16 @@ def evaluate(
     model: ModelPath = Path("charrnn.npz"),
     encoding_errors: EncodingErrors = "strict",
     json: Json = False,
+    device: Device = "auto",
 ):
     """Loss (nats/char), bits per char and perplexity of a model on a text."""
     from charrnn import report
     from charrnn.evaluate import evaluate_files
     from charrnn.trained import load_model
 
+    device = resolve(device)
     loaded = load_model(model)
-    result, unknown = evaluate_files(loaded, files, encoding_errors)
+    result, unknown = evaluate_files(loaded, files, encoding_errors, device=device)
     if unknown:
         warn(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}")
     sys.stdout.write((report.eval_json(result) if json else report.eval_line(result)) + "\n")
@@ -312,9 +329,22 @@ def evaluate(
 def info(
     model: Annotated[Path, typer.Argument(help="Checkpoint to describe.")] = Path("charrnn.npz"),
     json: Json = False,
+    devices: Annotated[bool, typer.Option(
+        "--devices", help="Instead: the devices charrnn can compute on (CPU cores, numba-cuda, a CUDA GPU).")] = False,
 ):
-    """Show a checkpoint's settings, size, vocabulary and training progress."""
+    """Show a checkpoint's settings, size, vocabulary and training progress (or, with --devices, what
+    charrnn can compute on)."""
     from charrnn import report
+
+    if devices:
+        from charrnn.device import describe_devices
+
+        found = describe_devices()
+        if json:
+            sys.stdout.write(report.to_json(found) + "\n")
+        else:
+            report.print_devices(found)
+        return
     from charrnn.trained import describe, load_model
 
     details = describe(load_model(model), model)

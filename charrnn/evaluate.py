@@ -4,6 +4,9 @@ Protocol: the text is encoded as in training (unknown characters -> UNK, EOS aft
 preceded by one EOS (the record-start context the model saw after every earlier record), and run
 as one stream from h = 0. The loss is the mean over the text's tokens of -log p(token | everything
 before it), in nats; bits per character = loss / ln 2; perplexity = exp(loss).
+
+With device="cuda" the windows run on the GPU (charrnn.cuda_backend: DeviceParams, DeviceWorkspace,
+forward_loss_sum); the loss is the same up to float32 rounding.
 """
 
 import math
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.batches import stream_view
+from charrnn.device import resolve_device
 from charrnn.model import Workspace, forward_loss_sum
 from charrnn.parallel import split_streams
 from charrnn.threads import compute_threads
@@ -62,17 +66,52 @@ def rows_loss(params, rows, T):
     return total, B * L
 
 
-def evaluate_ids(params, ids, eos_id=EOS_ID):
-    """EvalResult for encoded text ids (N,) under the protocol above."""
+def device_rows_loss(dparams, rows, T, ws=None):
+    """rows_loss on the CUDA device: dparams a cuda_backend.DeviceParams, rows a (B, L+1) stream
+    view on the host, ws a DeviceWorkspace of B streams and at least min(T, L) steps (made when None).
+    Only each window's ids go to the device, and its summed loss comes back."""
+    from charrnn import cuda_backend
+
+    B, L = rows.shape[0], rows.shape[1] - 1
+    T = min(T, L)
+    H = dparams.hidden
+    if ws is None:
+        ws = cuda_backend.DeviceWorkspace(T, B, H, dparams.vocab_size)
+    xs = np.empty((T, B), rows.dtype)
+    ys = np.empty((T, B), rows.dtype)
+    ws.set_h0(np.zeros((B, H), np.float32))
+    total = 0.0
+    for start in range(0, L, T):
+        t = min(T, L - start)
+        xs[:t] = rows[:, start : start + t].T
+        ys[:t] = rows[:, start + 1 : start + t + 1].T
+        total += cuda_backend.forward_loss_sum(dparams, ws, xs[:t], ys[:t])  # carries the state
+    return total, B * L
+
+
+def evaluate_ids(params, ids, eos_id=EOS_ID, device="cpu"):
+    """EvalResult for encoded text ids (N,) under the protocol above, computed on `device`
+    ("cpu", "cuda" or "auto")."""
+    device = resolve_device(device)
     stream = np.concatenate([np.array([eos_id], ids.dtype), ids])
-    total, count = stream_loss(params, stream, 1, EVAL_WINDOW)
+    if device == "cuda":
+        from charrnn import cuda_backend
+
+        total, count = device_rows_loss(cuda_backend.DeviceParams.from_host(params), stream_view(stream, 1), EVAL_WINDOW)
+    else:
+        total, count = stream_loss(params, stream, 1, EVAL_WINDOW)
     return EvalResult(loss=total / count, chars=count)
+
+
+def validation_rows(ids, batch, T):
+    """The (B, L+1) stream view validation scores: up to `batch` streams of at least T steps."""
+    return stream_view(ids, max(1, min(batch, (len(ids) - 1) // T)))
 
 
 def validation_loss(params, ids, batch, T, runner=None):
     """Mean loss on held-out ids, as up to `batch` parallel streams (each from h = 0), their
     groups spread over the threads of `runner` (a charrnn.parallel.WindowRunner) when given."""
-    rows = stream_view(ids, max(1, min(batch, (len(ids) - 1) // T)))
+    rows = validation_rows(ids, batch, T)
     workers = 1 if runner is None else min(runner.workers, rows.shape[0])
     groups = [rows[a:b] for a, b in split_streams(rows.shape[0], workers)]
     run_all = map if runner is None else runner.map
@@ -80,11 +119,13 @@ def validation_loss(params, ids, batch, T, runner=None):
     return sum(total for total, _ in parts) / sum(count for _, count in parts)
 
 
-def evaluate_files(model, paths, encoding_errors="strict", stdin=None):
-    """(EvalResult, unknown characters) for text files (or "-") under the model's vocabulary."""
+def evaluate_files(model, paths, encoding_errors="strict", stdin=None, device="cpu"):
+    """(EvalResult, unknown characters) for text files (or "-") under the model's vocabulary.
+    device: "cpu", "cuda" or "auto" (charrnn.device.resolve_device)."""
     from charrnn.corpus import load_corpus
 
+    device = resolve_device(device)
     corpus = load_corpus(paths, lines=model.lines, encoding_errors=encoding_errors, vocab=model.vocab, stdin=stdin)
     with compute_threads():
-        result = evaluate_ids(model.params, corpus.ids, EOS_ID)
+        result = evaluate_ids(model.params, corpus.ids, EOS_ID, device)
     return result, corpus.unknown

@@ -71,6 +71,7 @@ def print_info(details):
         ("parameters", f"{details['parameters']:,}"),
         ("records", "one per line" if details["lines"] else "one per file"),
         ("steps trained", f"{details['steps']:,}" if details["steps"] is not None else "?"),
+        *([("trained on", str(details["device"]))] if details.get("device") is not None else []),
         ("best val loss", f"{best:.4f} nats/char" if best is not None else "-"),
         ("corpus", details["corpus"].get("fingerprint", "?")),
     ]
@@ -79,3 +80,15 @@ def print_info(details):
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+def print_devices(found):
+    """`charrnn info --devices`: one row per finding (see charrnn.device.describe_devices)."""
+    from charrnn.device import device_lines
+
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in device_lines(found):
+        table.add_row(key, value)
+    stdout_console().print(table)

@@ -6,6 +6,10 @@ parameters, optimizer slots and update count, step, learning-rate schedule, posi
 carried hidden state, validation losses, RNG state and number of worker threads all come back, so
 on the CPU k steps plus a resume for N-k more give bitwise the parameters of one run of N steps.
 
+device="cuda" keeps parameters, optimizer state and the carried state on a GPU (charrnn.train_steps);
+checkpoints are the same on both devices, so a run can be resumed on the other one (its results then
+differ from a one-device run by float rounding only). meta "device" records where the last run trained.
+
 Events passed to `report(kind, info)`:
     "start"    info: params, train_tokens, val_tokens, windows_per_epoch, total_steps (None: time-bound),
                start_step (0, or the step a resumed run continues from), last_val_loss (None or a resumed one)
@@ -28,13 +32,12 @@ from charrnn.batches import fill_window, split_train_val, stream_view, windows_p
 from charrnn.checkpoint import PARAM_NAMES, Checkpoint, load_checkpoint, remove_temp_files, save_checkpoint
 from charrnn.config import DEFAULT_EPOCHS, FROM_CHECKPOINT, MAX_STEPS, TrainConfig, flag
 from charrnn.corpus import ENCODING_ERRORS
+from charrnn.device import resolve_device
 from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
-from charrnn.evaluate import validation_loss
-from charrnn.kernels import cpu
 from charrnn.model import FlatParams, init_params
 from charrnn.optim import SLOTS, Optimizer
-from charrnn.parallel import WindowRunner
 from charrnn.threads import compute_threads
+from charrnn.train_steps import make_steps
 from charrnn.vocab import EOS_ID, UNK_ID, Vocab
 
 
@@ -275,11 +278,11 @@ def corpus_matches(resume, corpus, names="this corpus"):
 class _Run:
     """Everything a checkpoint holds, in one place."""
 
-    def __init__(self, corpus, cfg, resume=None, same_corpus=True):
-        self.corpus, self.cfg = corpus, cfg
+    def __init__(self, corpus, cfg, resume=None, same_corpus=True, device="cpu"):
+        self.corpus, self.cfg, self.device = corpus, cfg, device
         self.rng = np.random.default_rng(cfg.seed)
         self.h = np.zeros((cfg.batch, cfg.hidden), np.float32)  # (B, H) carried across windows
-        self.workers = None  # set once the runner exists
+        self.workers = None  # CPU worker threads, set once the steps exist (None on CUDA)
         self.total = None
         if resume is None:
             self.params = init_params(cfg.hidden, corpus.vocab.size, self.rng)
@@ -336,6 +339,7 @@ class _Run:
             "data_origin": self.data_origin,
             "epoch_origin": self.epoch_origin,
             "workers": self.workers,
+            "device": self.device,
             "optimizer_updates": self.opt.updates,
             "rng": self.rng.bit_generator.state,
             "charrnn_version": __version__,
@@ -345,13 +349,15 @@ class _Run:
 
 
 def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info: None, should_stop=lambda: False,
-          resume=None):  # fmt: skip
+          resume=None, device="cpu"):  # fmt: skip
     """Train a model on corpus (charrnn.corpus.Corpus) and checkpoint it to `out`.
 
     resume: a Resume (`load_resume`) to continue instead of starting afresh; then cfg comes from
     `resume_config` and the corpus must be encoded with the checkpoint's vocabulary (and be the
-    checkpoint's corpus, unless resume.force).
+    checkpoint's corpus, unless resume.force). It may have been trained on either device.
+    device: "cpu", "cuda" or "auto" (charrnn.device.resolve_device); cfg.threads applies to the CPU.
     """
+    device = resolve_device(device)
     check_writable(out)
     same_corpus = True
     if resume is not None:
@@ -374,7 +380,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
             f"{resume.path}: cannot resume from it: it counts {resume.meta['windows_per_epoch']:,} steps per epoch, "
             f"the corpus gives {per_epoch:,}"
         )
-    run = _Run(corpus, cfg, resume, same_corpus)
+    run = _Run(corpus, cfg, resume, same_corpus, device)
     total = run.total = plan_steps(cfg, per_epoch, run.step)
     for stale in (out, best_path(out)):  # temporary files of saves a kill -9 cut short
         remove_temp_files(stale)
@@ -390,9 +396,13 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
             last_val_loss=run.last_val_loss,
         ),
     )
-    with compute_threads(), WindowRunner(run.params, T, B, streams.dtype, workers=cfg.threads or None) as runner:
-        run.workers = runner.workers
-        stopped_early, rate, has_best = _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop, resume)
+    with compute_threads():
+        steps = make_steps(device, run, T, B, streams.dtype)
+        try:
+            run.workers = steps.workers
+            stopped_early, rate, has_best = _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_stop, resume)
+        finally:
+            steps.close()
     return TrainResult(
         steps=run.step,
         chars_per_s=rate,
@@ -404,7 +414,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
     )
 
 
-def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_stop, resume):
+def _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_stop, resume):
     cfg = run.cfg
     T, B = cfg.seq, cfg.batch
     xs = np.empty((T, B), streams.dtype)
@@ -423,6 +433,7 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
         return CharrnnError(f"training diverged at step {step:,} ({detail}); {on_disk.kept()}; try a lower --lr or --clip")
 
     def check_weights():
+        steps.to_host()  # the state a save writes (a no-op on the CPU)
         if not np.isfinite(run.params.flat).all():  # finite gradients, but the update overflowed
             raise diverged(run.step, "the weights are no longer finite")
 
@@ -440,7 +451,7 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
 
     def evaluate():
         with speed.paused():
-            loss = float(validation_loss(run.params, val_ids, B, T, runner))
+            loss = steps.validation_loss(val_ids)
         if not math.isfinite(loss):
             check_weights()
             raise diverged(run.step, f"validation loss {loss}")
@@ -454,13 +465,12 @@ def _loop(run, runner, streams, val_ids, per_epoch, total, out, report, should_s
     while total is None or run.step < total:
         epoch, k = run.position(per_epoch)
         if k == 0:
-            run.h[...] = 0.0  # every epoch starts from a zero state
+            steps.reset_hidden()  # every epoch starts from a zero state
         fill_window(streams, k * T, xs, ys)
-        loss = runner.loss_and_grads(run.params, run.grads, xs, ys, run.h)  # carries run.h forward
-        norm = cpu.clip_by_global_norm(run.grads.flat, cfg.clip)
+        lr = cfg.learning_rate * cfg.lr_decay ** (run.epoch_origin + epoch)
+        loss, norm = steps.step(xs, ys, lr)  # carries the hidden state forward; no update unless finite
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise diverged(run.step + 1, f"loss {loss}, gradient norm {norm}")
-        run.opt.step(run.params, run.grads, cfg.learning_rate * cfg.lr_decay ** (run.epoch_origin + epoch))
         run.step += 1
 
         now = time.perf_counter()

@@ -37,6 +37,7 @@ def describe(model, path):
         "parameters": int(model.params.flat.size),
         "lines": model.lines,
         "steps": meta.get("step"),
+        "device": meta.get("device"),  # where it was last trained (None: before --device existed)
         "best_val_loss": meta.get("best_val_loss"),
         "last_val_loss": meta.get("last_val_loss"),
         "corpus": meta.get("corpus", {}),

@@ -12,6 +12,10 @@ if _worker and "NUMBA_CACHE_DIR" not in os.environ:  # must be set before numba 
 # Encoded-corpus caches made by tests go to a throwaway folder, not the user's cache.
 os.environ.setdefault("CHARRNN_CACHE_DIR", tempfile.mkdtemp(prefix="charrnn-corpora-"))
 
+# Commands run without --device compute on the CPU, as the tests expect (bitwise resumes), even on a
+# machine with a GPU; tests of --device name it. Set CHARRNN_DEVICE=cuda to run them on a GPU instead.
+os.environ.setdefault("CHARRNN_DEVICE", "cpu")
+
 import pytest  # noqa: E402
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"

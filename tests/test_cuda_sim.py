@@ -11,6 +11,7 @@ installed; `ptx` also skips when the CUDA toolkit libraries (NVVM, NVRTC) are mi
 """
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -53,13 +54,38 @@ if MODE is None:
     def test_cuda_kernels_compile_to_ptx():
         run_inner("ptx")
 
+    CUDA_MODULES = "[m for m in sys.modules if m == 'numba.cuda' or m.startswith(('numba.cuda.', 'numba_cuda'))]"
+
     def test_importing_charrnn_leaves_cuda_alone():
         code = (
-            "import sys, charrnn.cli, charrnn.train, charrnn.cuda_backend\n"
-            "bad = [m for m in sys.modules if m == 'numba.cuda' or m.startswith(('numba.cuda.', 'numba_cuda'))]\n"
+            "import sys, charrnn.cli, charrnn.train, charrnn.cuda_backend, charrnn.device\n"
+            f"bad = {CUDA_MODULES}\n"
             "assert not bad, bad\n"
         )
         subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+    def test_cli_with_device_cpu_leaves_cuda_alone(tmp_path):
+        """--help, and train / sample / eval / info with --device cpu, never import numba.cuda."""
+        (tmp_path / "c.txt").write_text("the cat sat on the mat. " * 20)
+        code = (
+            "import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from charrnn.cli import app\n"
+            "run = CliRunner().invoke\n"
+            "for args in (['--help'], ['train', '--help'],\n"
+            "             ['train', 'c.txt', '--hidden', '8', '--seq', '4', '--batch', '2', '--steps', '3', '--eval-every', '2',\n"
+            "              '-q', '--device', 'cpu'],\n"
+            "             ['train', '--resume', 'charrnn.npz', '--steps', '1', '-q', '--device', 'cpu'],\n"
+            "             ['sample', '-l', '20', '--seed', '1', '--device', 'cpu'], ['eval', 'c.txt', '--device', 'cpu'],\n"
+            "             ['info'], ['info', '--json']):\n"
+            "    result = run(app, args)\n"
+            "    assert result.exit_code == 0, (args, result.output)\n"
+            f"bad = {CUDA_MODULES}\n"
+            "assert not bad, bad\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k not in ("CHARRNN_DEVICE", "NUMBA_ENABLE_CUDASIM")}
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
 
     @pytest.mark.skipif(HAVE_NUMBA_CUDA, reason="numba-cuda is installed")
     def test_cuda_unavailable_without_numba_cuda():
@@ -334,6 +360,152 @@ if MODE == "sim":
         assert n < 12 and list(got) == list(out[:n])
         close(sampler.hidden_state, h, "state at the stop")
         assert d_rng.random() == rng.random()
+
+
+if MODE == "sim":
+    # ------------------------------------------------------------------ the wiring: train, sample, eval, CLI on "cuda"
+
+    from typer.testing import CliRunner
+
+    import charrnn.cli
+    from charrnn import evaluate as evaluate_module
+    from charrnn import sample as sample_module
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.config import TrainConfig
+    from charrnn.corpus import load_corpus
+    from charrnn.evaluate import evaluate_ids
+    from charrnn.sample import generate
+    from charrnn.train import load_resume, resume_config, train
+    from charrnn.trained import load_model
+    from charrnn.vocab import EOS_ID
+
+    WIRING_TOL = 1e-4  # a few steps of training: float32 rounding differences grow a little
+    # 26 ids (one record), V = 6; 5 held out (one validation stream: a window of 3 steps, then 1);
+    # 3 windows of T=3 over B=2 streams per epoch, so step 4 starts a second epoch (a device-side
+    # reset, the decayed learning rate). The simulator takes about 0.5 s per training step here.
+    WIRING_TEXT = "abcab cabba bacca abcbac "
+    WIRING = dict(hidden=8, seq=3, batch=2, val_frac=0.2, eval_every=2, save_every=100, seed=5, lr_decay=0.8,
+                  clip=1.0, threads=1)  # fmt: skip
+    cli_runner = CliRunner(env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None, "COLUMNS": "160"})
+
+    def near(actual, expected, what="", tol=WIRING_TOL):
+        expected = np.asarray(expected, np.float64)
+        scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+        np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=0, atol=tol * scale, err_msg=what)
+
+    def events(report, kind, key):
+        return [info[key] for k, info in report if k == kind]
+
+    def same_training(a, b, what):
+        """Two checkpoints hold the same model and state up to WIRING_TOL."""
+        a, b = load_checkpoint(a), load_checkpoint(b)
+        assert set(a.params) == set(b.params) and set(a.state) == set(b.state)
+        for name in (*a.params, *a.state):  # parameters, optimizer slots, h_carry
+            near((a.params | a.state)[name], (b.params | b.state)[name], f"{what}: {name}")
+        for key in ("step", "optimizer_updates", "rng", "total_steps", "data_origin"):
+            assert a.meta[key] == b.meta[key], key
+
+    def train_logged(corpus, cfg, out, device, resume=None):
+        log = []
+        train(corpus, cfg, out, report=lambda kind, info: log.append((kind, dict(info))), resume=resume, device=device)
+        return log
+
+    @pytest.fixture(scope="module")
+    def runs(tmp_path_factory):
+        """The same 4 steps trained by train() on "cpu" and on "cuda" (the simulator)."""
+        folder = tmp_path_factory.mktemp("wiring")
+        (folder / "c.txt").write_text(WIRING_TEXT)
+        corpus = load_corpus([str(folder / "c.txt")])
+        logs = {d: train_logged(corpus, TrainConfig(**WIRING, steps=4), folder / f"{d}.npz", d) for d in ("cpu", "cuda")}
+        return folder, corpus, logs
+
+    def test_train_on_cuda_matches_cpu(runs):
+        folder, _, logs = runs
+        assert [k for k, _ in logs["cuda"]] == [k for k, _ in logs["cpu"]]  # the same events, saves and evals
+        assert events(logs["cuda"], "save", "step") == events(logs["cpu"], "save", "step")
+        assert len(events(logs["cuda"], "step", "loss")) == 4 and len(events(logs["cuda"], "eval", "val_loss")) == 2
+        near(events(logs["cuda"], "step", "loss"), events(logs["cpu"], "step", "loss"), "training losses")
+        near(events(logs["cuda"], "eval", "val_loss"), events(logs["cpu"], "eval", "val_loss"), "validation losses")
+        same_training(folder / "cuda.npz", folder / "cpu.npz", "cuda vs cpu")
+        cuda, cpu_ = load_checkpoint(folder / "cuda.npz").meta, load_checkpoint(folder / "cpu.npz").meta
+        assert (cuda["device"], cuda["workers"]) == ("cuda", None) and (cpu_["device"], cpu_["workers"]) == ("cpu", 1)
+
+    def test_resume_across_devices(runs):
+        """4 steps on one device + 2 resumed on the other = 6 steps on the CPU (to rounding)."""
+        folder, corpus, _ = runs
+        whole = train_logged(corpus, TrainConfig(**WIRING, steps=6), folder / "whole.npz", "cpu")
+        for trained, then in (("cuda", "cpu"), ("cpu", "cuda")):
+            resumed = load_resume(folder / f"{trained}.npz")
+            out = folder / f"{trained}-then-{then}.npz"
+            log = train_logged(corpus, resume_config(resumed, steps=2), out, then, resume=resumed)
+            near(events(log, "step", "loss"), events(whole, "step", "loss")[4:], f"{trained} then {then}: losses")
+            same_training(out, folder / "whole.npz", f"{trained} then {then}")
+            assert load_checkpoint(out).meta["device"] == then
+
+    def test_cuda_checkpoint_samples_on_cpu(runs):
+        """A checkpoint trained on "cuda" samples on the CPU as the one trained on "cpu" does."""
+        folder, *_ = runs
+        texts = []
+        for trained in ("cuda", "cpu"):
+            model = load_model(folder / f"{trained}.npz")
+            texts.append("".join(generate(model, model.vocab.encode_text("ab")[0], 20, 0.0, 0, None, "cpu")))
+        assert texts[0] == texts[1] and texts[0]
+
+    def test_sample_on_cuda_matches_cpu(runs, monkeypatch):
+        """Tokens after a prime, in chunks of 4, 8, 8 (the state carried between them): 20 at temperature
+        0, and 12 drawn with a seed."""
+        folder, *_ = runs
+        monkeypatch.setattr(sample_module, "FIRST_CHUNK", 4)
+        model = load_model(folder / "cuda.npz")
+        model.params["by"][EOS_ID] = -1e4  # never stops early: every chunk is full
+        prime = model.vocab.encode_text("ab c")[0]
+        for temperature, top_k, n, sizes in ((0.0, 0, 20, [4, 8, 8]), (1.0, 3, 12, [4, 8])):
+            chunks = {}
+            for device in ("cpu", "cuda"):
+                rng = np.random.default_rng(1)
+                chunks[device] = list(generate(model, prime, n, temperature, top_k, rng, device))
+                chunks[device].append(rng.random())  # the same number of draws was used
+            assert chunks["cuda"] == chunks["cpu"], f"t={temperature}"
+            assert [len(c) for c in chunks["cuda"][:-1]] == sizes
+
+    def test_eval_on_cuda_matches_cpu(runs, monkeypatch):
+        folder, corpus, _ = runs
+        monkeypatch.setattr(evaluate_module, "EVAL_WINDOW", 6)  # 16 predictions: 3 windows carrying the state
+        params = load_model(folder / "cpu.npz").params
+        on_cpu, on_cuda = (evaluate_ids(params, corpus.ids[:16], device=d) for d in ("cpu", "cuda"))
+        assert on_cuda.chars == on_cpu.chars == 16
+        assert abs(on_cuda.loss - on_cpu.loss) <= TOL * max(1.0, on_cpu.loss)
+
+    def test_cli_on_cuda(runs):
+        """`sample` and `eval` with --device cuda print what --device cpu prints; `info --devices`."""
+        folder, *_ = runs
+        (folder / "short.txt").write_text("abca bc")
+        out = {}
+        for device in ("cpu", "cuda"):
+            sample = cli_runner.invoke(charrnn.cli.app, ["sample", "-m", str(folder / "cuda.npz"), "-t", "0", "-l", "8",
+                                                         "--prime", "ba", "--device", device])  # fmt: skip
+            ev = cli_runner.invoke(charrnn.cli.app, ["eval", str(folder / "short.txt"), "-m", str(folder / "cpu.npz"),
+                                                     "--json", "--device", device])  # fmt: skip
+            assert sample.exit_code == ev.exit_code == 0, sample.stderr + ev.stderr
+            out[device] = sample.stdout, json.loads(ev.stdout)
+        assert out["cuda"][0] == out["cpu"][0] and out["cpu"][0].startswith("ba")
+        assert out["cuda"][1]["chars"] == out["cpu"][1]["chars"]
+        assert abs(out["cuda"][1]["loss"] - out["cpu"][1]["loss"]) <= TOL * max(1.0, out["cpu"][1]["loss"])
+        info = cli_runner.invoke(charrnn.cli.app, ["info", "--devices"])
+        assert info.exit_code == 0
+        assert re.search(r"CUDA\s+usable: numba-cuda's CUDA simulator", info.stdout)
+        assert re.search(r"--device auto\s+cpu\b", info.stdout)  # auto never picks the simulator
+
+    def test_bench_trains_charrnn_on_cuda(runs, monkeypatch):
+        """benchmarks/bench.py times train() with device="cuda" (tiny B, T here; no torch needed)."""
+        _, corpus, _ = runs
+        spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[1] / "benchmarks" / "bench.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        monkeypatch.setattr(bench, "B", 2)
+        monkeypatch.setattr(bench, "T", 3)
+        rates = bench.charrnn_train_rates(corpus, 8, [1, 3], "cuda")
+        assert len(rates) == 1 and rates[0] > 0
 
 
 if MODE == "ptx":

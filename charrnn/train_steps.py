@@ -1,0 +1,99 @@
+"""One training step, validation and the host copy of the state, on the CPU or on a CUDA device.
+
+charrnn.train's loop is the same for both; it talks to one of these:
+
+    steps.workers                the CPU worker threads (None on CUDA), recorded in checkpoints
+    steps.reset_hidden()         h = 0 (every epoch starts there)
+    steps.step(xs, ys, lr)       loss and gradients of a window from the carried state, clipping, and an
+                                 optimizer update unless the loss or the norm is inf/NaN; -> (loss, norm)
+    steps.validation_loss(ids)   mean loss on held-out ids (charrnn.evaluate's protocol)
+    steps.to_host()              run.params, run.opt and run.h up to date (before checks and saves)
+
+On the CPU the state lives in the _Run (run.params, run.grads, run.opt, run.h) and to_host does
+nothing. On CUDA, parameters, optimizer slots and the carried state stay on the device
+(charrnn.cuda_backend.DeviceTrainer) and only the loss and gradient norm come back per step;
+to_host copies them into the _Run for checkpoints. Checkpoints are the same either way.
+"""
+
+import math
+
+from charrnn.errors import UsageError
+from charrnn.evaluate import device_rows_loss, validation_loss, validation_rows
+from charrnn.kernels import cpu
+from charrnn.parallel import WindowRunner
+
+
+class CpuSteps:
+    """The CPU path: the B streams shared by worker threads (charrnn.parallel.WindowRunner)."""
+
+    def __init__(self, run, T, B, ids_dtype):
+        self.run, self.T, self.B = run, T, B
+        self.runner = WindowRunner(run.params, T, B, ids_dtype, workers=run.cfg.threads or None)
+        self.workers = self.runner.workers
+
+    def close(self):
+        self.runner.close()
+
+    def reset_hidden(self):
+        self.run.h[...] = 0.0
+
+    def step(self, xs, ys, lr):
+        run = self.run
+        loss = self.runner.loss_and_grads(run.params, run.grads, xs, ys, run.h)  # carries run.h forward
+        norm = cpu.clip_by_global_norm(run.grads.flat, run.cfg.clip)
+        if math.isfinite(loss) and math.isfinite(norm):
+            run.opt.step(run.params, run.grads, lr)
+        return loss, norm
+
+    def validation_loss(self, ids):
+        return float(validation_loss(self.run.params, ids, self.B, self.T, self.runner))
+
+    def to_host(self):
+        pass
+
+
+class CudaSteps:
+    """The CUDA path: charrnn.cuda_backend.DeviceTrainer, validated on the device too."""
+
+    workers = None
+
+    def __init__(self, run, T, B, ids_dtype):
+        from charrnn import cuda_backend
+
+        self.cb, self.run, self.T, self.B = cuda_backend, run, T, B
+        cfg = run.cfg
+        try:
+            self.trainer = cuda_backend.DeviceTrainer(run.params, T, B, cfg.optimizer, cfg.clip, opt=run.opt)
+        except ValueError as err:  # a window too large for the launch grid
+            raise UsageError(f"--device cuda: {err}") from None
+        self.trainer.hidden_state = run.h  # zeros, or a resumed run's carried state
+        self.val_ws = None  # made at the first validation (its stream count is known then)
+
+    def close(self):
+        pass
+
+    def reset_hidden(self):
+        self.trainer.reset_hidden()
+
+    def step(self, xs, ys, lr):
+        loss = self.trainer.step(xs, ys, lr)  # the update is skipped on the device when not finite
+        return loss, self.trainer.last_norm
+
+    def validation_loss(self, ids):
+        rows = validation_rows(ids, self.B, self.T)
+        if self.val_ws is None:
+            p = self.run.params
+            self.val_ws = self.cb.DeviceWorkspace(min(self.T, rows.shape[1] - 1), rows.shape[0], p.hidden, p.vocab_size)
+        total, count = device_rows_loss(self.trainer.params, rows, self.T, self.val_ws)
+        return total / count
+
+    def to_host(self):
+        run = self.run
+        self.trainer.params_to_host(run.params)
+        self.trainer.optimizer_to_host(run.opt)
+        run.h[...] = self.trainer.hidden_state
+
+
+def make_steps(device, run, T, B, ids_dtype):
+    return (CudaSteps if device == "cuda" else CpuSteps)(run, T, B, ids_dtype)
+
