@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -237,7 +238,9 @@ def read_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[i
             version = npy_format.read_magic(fp)
             if version not in _HEADER_READERS:
                 raise ValueError(f".npy version {version} is not supported")
-            shape, _, dtype = _HEADER_READERS[version](fp)
+            with warnings.catch_warnings():  # a damaged header may hold escapes Python warns about
+                warnings.simplefilter("ignore")
+                shape, _, dtype = _HEADER_READERS[version](fp)
         except (zipfile.BadZipFile, OSError):
             raise  # the zip layer's own complaint (e.g. a bad CRC) reads better as it is
         except Exception as exc:  # numpy parses the header with ast/tokenize: almost anything can fly
