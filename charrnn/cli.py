@@ -228,7 +228,7 @@ def train(
                    f"resume with: {shlex.join(again)}")  # fmt: skip
         raise typer.Exit(EXIT_INTERRUPTED[stop.signal])
     if not quiet:
-        console.print(summary_line(result), highlight=False, soft_wrap=True)
+        console.print(summary_line(result), highlight=False, soft_wrap=True, markup=False)
 
 
 def listing(chars, most=40):

@@ -65,6 +65,7 @@ class TrainingReporter:
             f"({info['val_tokens']:,} held out), {info['windows_per_epoch']:,} steps per epoch, {plan}",
             highlight=False,
             soft_wrap=True,
+            markup=False,
         )
         if self.live:
             self.progress = Progress(
@@ -93,7 +94,7 @@ class TrainingReporter:
         if now - self.last_plain >= PLAIN_EVERY or info["step"] == info["total_steps"]:
             self.last_plain = now
             total = f"/{info['total_steps']:,}" if info["total_steps"] else ""
-            self.console.print(f"step {info['step']:,}{total}  {self._status(info)}  eta {fmt_duration(info['eta'])}", highlight=False, soft_wrap=True)
+            self.console.print(f"step {info['step']:,}{total}  {self._status(info)}  eta {fmt_duration(info['eta'])}", highlight=False, soft_wrap=True, markup=False)
 
     def _eval(self, info):
         self.val = f"{info['val_loss']:.4f}"  # shown with the next progress line

@@ -6,6 +6,12 @@ import sys
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+
+def plain(*values):
+    """Table cells shown as they are: a '[' in a path or a vocabulary is text, not rich markup."""
+    return [Text(str(value)) for value in values]
 
 
 def to_json(data):
@@ -44,7 +50,7 @@ def print_vocab_table(vocab):
     for name in ("id", "char", "count", "share"):
         table.add_column(name, justify="left" if name == "char" else "right")
     for i, _, count, share in vocab_rows(vocab):
-        table.add_row(str(i), vocab.display(i), f"{count:,}", f"{share:.2%}")
+        table.add_row(*plain(i, vocab.display(i), f"{count:,}", f"{share:.2%}"))
     stdout_console().print(table)
 
 
@@ -78,7 +84,7 @@ def print_info(details):
     rows += [(f"train.{k}", str(v)) for k, v in details["train"].items()]
     rows.append(("vocabulary", " ".join(details["vocab"])))
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(*plain(key, value))
     console.print(table)
 
 
@@ -90,5 +96,5 @@ def print_devices(found):
     table.add_column(style="bold")
     table.add_column()
     for key, value in device_lines(found):
-        table.add_row(key, value)
+        table.add_row(*plain(key, value))
     stdout_console().print(table)
