@@ -181,3 +181,11 @@ def test_info_devices_on_this_machine():
     assert found["cuda_usable"] == usable and found["cuda_reason"] == reason
     out = cli("info", "--devices").stdout
     assert ("usable: " if usable else "not usable: ") + reason[:30] in " ".join(out.split())
+
+
+def test_info_devices_prints_brackets_as_text(cuda_says):
+    """Reasons name extras such as charrnn[cuda12]: rich must not read them as markup."""
+    cuda_says(False, "install 'charrnn[cuda12]' or 'charrnn[cuda13]'")
+    result = cli("info", "--devices")
+    assert result.exit_code == 0
+    assert "'charrnn[cuda12]' or 'charrnn[cuda13]'" in " ".join(result.stdout.split())
