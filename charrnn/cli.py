@@ -173,7 +173,8 @@ def train(
     from charrnn.corpus_cache import load_corpus_cached
     from charrnn.errors import UsageError
     from charrnn.progress import TrainingReporter, summary_line
-    from charrnn.train import check_writable, corpus_matches, load_resume, resume_config, train as run_training
+    from charrnn.resume import corpus_matches, load_resume, resume_config
+    from charrnn.train import check_writable, train as run_training
 
     given = dict(
         hidden=hidden, seq=seq, batch=batch, optimizer=optimizer, lr=lr, lr_decay=lr_decay, clip=clip, seed=seed,

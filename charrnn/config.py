@@ -1,5 +1,6 @@
 """Training settings: one dataclass, validated in one place, stored in every checkpoint."""
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from charrnn.errors import UsageError
@@ -89,3 +90,15 @@ class TrainConfig:
     def from_dict(cls, data):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def plan_steps(cfg, per_epoch, start=0):
+    """The step to stop at, or None when only the time limit bounds the run. On a resumed run
+    (start > 0) --steps and --epochs count from `start`."""
+    if cfg.steps is not None:
+        return start + cfg.steps
+    if cfg.epochs is not None:
+        return start + max(1, math.ceil(cfg.epochs * per_epoch))
+    if cfg.time_limit is not None:
+        return None
+    return start + DEFAULT_EPOCHS * per_epoch

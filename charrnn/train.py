@@ -1,7 +1,7 @@
 """The training loop: windows -> loss and gradients -> clip -> optimizer step, with evaluation and
 checkpoints. It never prints: it reports events to a callback and raises CharrnnError.
 
-A run can continue from a checkpoint (`load_resume`, `resume_config`, then `train(..., resume=...)`):
+A run can continue from a checkpoint (charrnn.resume: `load_resume`, `resume_config`, then `train(..., resume=...)`):
 parameters, optimizer slots and update count, step, learning-rate schedule, position in the data,
 carried hidden state, validation losses, RNG state and number of worker threads all come back, so
 on the CPU k steps plus a resume for N-k more give bitwise the parameters of one run of N steps.
@@ -22,23 +22,23 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from charrnn import __version__
 from charrnn.batches import fill_window, split_train_val, stream_view, windows_per_epoch
-from charrnn.checkpoint import PARAM_NAMES, Checkpoint, load_checkpoint, remove_temp_files, save_checkpoint
-from charrnn.config import DEFAULT_EPOCHS, FROM_CHECKPOINT, MAX_STEPS, TrainConfig, flag
-from charrnn.corpus import ENCODING_ERRORS
+from charrnn.checkpoint import Checkpoint, remove_temp_files, save_checkpoint
+from charrnn.config import FROM_CHECKPOINT, TrainConfig, flag, plan_steps
 from charrnn.device import resolve_device
-from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
+from charrnn.errors import CharrnnError, CheckpointError, UsageError
 from charrnn.model import FlatParams, init_params
-from charrnn.optim import SLOTS, Optimizer
+from charrnn.optim import Optimizer
+from charrnn.resume import corpus_matches
 from charrnn.threads import compute_threads
 from charrnn.train_steps import make_steps
-from charrnn.vocab import EOS_ID, UNK_ID, Vocab
+from charrnn.vocab import EOS_ID, UNK_ID
 
 
 VAL_MAX_TOKENS = 1 << 18  # validation scores at most this much of the held-out tail, to stay quick
@@ -70,206 +70,6 @@ def check_writable(out):
         raise UsageError(f"cannot write checkpoint {out}: it is a folder")
     if not os.access(folder, os.W_OK):
         raise UsageError(f"cannot write checkpoint {out}: folder {folder} is not writable")
-
-
-def plan_steps(cfg, per_epoch, start=0):
-    """The step to stop at, or None when only the time limit bounds the run. On a resumed run
-    (start > 0) --steps and --epochs count from `start`."""
-    if cfg.steps is not None:
-        return start + cfg.steps
-    if cfg.epochs is not None:
-        return start + max(1, math.ceil(cfg.epochs * per_epoch))
-    if cfg.time_limit is not None:
-        return None
-    return start + DEFAULT_EPOCHS * per_epoch
-
-
-# ------------------------------------------------------------------ resuming
-
-
-def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x):
-    if isinstance(x, float):
-        return math.isfinite(x)
-    return _is_int(x)  # any size: the range checks come later
-
-
-_INT_SETTINGS = ("hidden", "seq", "batch", "eval_every", "save_every", "min_count", "seed", "threads", "steps")
-_NUMBER_SETTINGS = ("lr", "lr_decay", "clip", "val_frac", "epochs", "time_limit")
-
-
-@dataclass
-class Resume:
-    """A checkpoint checked for everything an exact resume needs (made by `load_resume`)."""
-
-    checkpoint: Checkpoint
-    path: str
-    settings: TrainConfig  # as it was trained
-    force: bool = False  # train on a corpus other than the checkpoint's (fine-tune)
-
-    @property
-    def meta(self):
-        return self.checkpoint.meta
-
-    @property
-    def step(self):
-        return self.meta["step"]
-
-    @property
-    def fingerprint(self):
-        return self.meta["corpus"]["fingerprint"]
-
-    @property
-    def vocab(self):
-        return Vocab.from_tokens(self.checkpoint.vocab)
-
-    @property
-    def corpus_paths(self):
-        """The regular files it was trained on (absolute paths), or None (stdin, pipes, older files)."""
-        return self.meta["corpus"].get("paths")
-
-    @property
-    def encoding_errors(self):
-        """The invalid-UTF-8 policy its corpus was read with, or None when not recorded."""
-        return self.meta["corpus"].get("encoding_errors")
-
-    @property
-    def workers(self):
-        return self.meta.get("workers")
-
-    @property
-    def planned_total(self):
-        """The step its run was to stop at (None: only a time limit)."""
-        if "total_steps" in self.meta:
-            return self.meta["total_steps"]
-        return plan_steps(self.settings, self.meta["windows_per_epoch"])
-
-
-def load_resume(path, force=False):
-    """Load a checkpoint to continue training from; CheckpointError when it cannot be resumed exactly."""
-    ckpt = load_checkpoint(path)
-    path = str(path)
-    meta = ckpt.meta
-
-    def need(ok, reason):
-        if not ok:
-            raise CheckpointError(f"{path}: cannot resume from it: {reason}")
-
-    raw = meta["train"]
-    for name in _INT_SETTINGS:
-        need(raw.get(name) is None or _is_int(raw[name]), f"meta 'train.{name}' must be an integer, not {raw.get(name)!r}")
-    for name in _NUMBER_SETTINGS:
-        need(raw.get(name) is None or _is_number(raw[name]), f"meta 'train.{name}' must be a number, not {raw.get(name)!r}")
-    need(isinstance(raw.get("optimizer", "adam"), str), "meta 'train.optimizer' must be a string")
-    need(isinstance(raw.get("lines", False), bool), "meta 'train.lines' must be true or false")
-    try:
-        settings = TrainConfig.from_dict(raw)
-    except (CharrnnError, TypeError, ValueError) as err:
-        need(False, f"its training settings are invalid ({err})")
-    need(settings.hidden == ckpt.hidden, f"its settings say --hidden {settings.hidden} but its weights have {ckpt.hidden} units")
-    need(meta.get("lines", settings.lines) == settings.lines, "meta 'lines' and 'train.lines' differ")
-    step = meta["step"]
-    need(step <= MAX_STEPS, f"meta 'step' must be at most {MAX_STEPS:,}, not {step}")
-    updates = meta.get("optimizer_updates")
-    need(_is_int(updates) and 0 <= updates <= step, f"meta 'optimizer_updates' must be an integer from 0 to the step, not {updates!r}")
-    per_epoch = meta.get("windows_per_epoch")
-    need(_is_int(per_epoch) and per_epoch >= 1, f"meta 'windows_per_epoch' must be a positive integer, not {per_epoch!r}")
-    origin = meta.get("data_origin", 0)
-    need(_is_int(origin) and 0 <= origin <= step, f"meta 'data_origin' must be an integer from 0 to the step, not {origin!r}")
-    epoch_origin = meta.get("epoch_origin", 0)
-    need(_is_int(epoch_origin) and 0 <= epoch_origin < 2**31, f"meta 'epoch_origin' must be a non-negative integer, not {epoch_origin!r}")
-    workers = meta.get("workers")
-    need(workers is None or (_is_int(workers) and 1 <= workers <= 256), f"meta 'workers' must be an integer from 1 to 256, not {workers!r}")
-    total = meta.get("total_steps")
-    need(total is None or (_is_int(total) and total >= 0), f"meta 'total_steps' must be a non-negative integer or null, not {total!r}")
-    need(total is not None or "total_steps" not in meta or settings.time_limit is not None,
-         "meta 'total_steps' is null but no time limit was set")  # fmt: skip
-    last = meta.get("last_val_loss")
-    need(last is None or _is_number(last), f"meta 'last_val_loss' must be a finite number or null, not {last!r}")
-    try:
-        np.random.default_rng().bit_generator.state = meta["rng"]
-    except (KeyError, ValueError, TypeError, OverflowError, AttributeError):
-        need(False, "its random generator state (meta 'rng') is missing or invalid")
-    corpus = meta["corpus"]
-    paths = corpus.get("paths")
-    need(paths is None or (isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths)),
-         "meta 'corpus.paths' must be a list of file paths")  # fmt: skip
-    need(corpus.get("encoding_errors") in (None, *ENCODING_ERRORS), "meta 'corpus.encoding_errors' is invalid")
-    slots = [f"opt.{slot}.{name}" for slot in SLOTS[settings.optimizer] for name in PARAM_NAMES]
-    missing = [name for name in slots if name not in ckpt.state]
-    need(not missing, f"it holds no {settings.optimizer} optimizer state ({missing[0] if missing else ''})")
-    h = ckpt.state.get("h_carry")
-    need(h is not None, "it holds no carried hidden state (h_carry)")
-    need(h.shape == (settings.batch, ckpt.hidden), f"h_carry has shape {h.shape}, expected ({settings.batch}, {ckpt.hidden})")
-    return Resume(ckpt, path, settings, force)
-
-
-def resume_config(resume, given=None, steps=None, epochs=None, time_limit=None, threads=None):
-    """The settings of a run that continues `resume`.
-
-    given: {setting: value} the user gave (None: not given); model and data settings
-    (config.FROM_CHECKPOINT, and "encoding_errors") must equal the checkpoint's, else UsageError
-    naming the flag. steps / epochs / time_limit are how much MORE to train; with none of them
-    the run continues to its original plan (its step total; a time-only plan: the same time again).
-    threads: None reuses the checkpoint's worker count, which keeps the results bitwise exact.
-    """
-    saved = resume.settings
-    for name, value in (given or {}).items():
-        if value is None:
-            continue
-        if name == "encoding_errors":
-            current = resume.encoding_errors
-            if current is None:
-                continue  # not recorded: the caller's choice stands
-        elif name in FROM_CHECKPOINT:
-            current = saved.learning_rate if name == "lr" else getattr(saved, name)
-        else:
-            raise ValueError(f"{name!r} is not a setting a resumed run takes from its checkpoint")
-        if value != current:
-            f = flag(name)
-            if isinstance(current, bool):
-                had = f"trained {'with' if current else 'without'} {f}"
-                mine = f if value else f"no {f}"
-            else:
-                had, mine = f"trained with {f} {current}", f"{f} {value}"
-            raise UsageError(
-                f"{mine} conflicts with {resume.path}, {had}; a resumed run keeps the checkpoint's settings "
-                f"(leave {f} out, or train a new model)"
-            )
-    stops = dict(steps=steps, epochs=epochs, time_limit=time_limit)
-    if all(v is None for v in stops.values()):
-        total = resume.planned_total
-        stops["time_limit"] = saved.time_limit
-        if total is not None:
-            left = total - resume.step
-            if left <= 0:
-                raise UsageError(
-                    f"{resume.path} has finished its plan of {total:,} steps; "
-                    f"give --steps, --epochs or --time to train it further"
-                )
-            stops["steps"] = left
-    if threads is None:
-        threads = resume.workers if resume.workers is not None else saved.threads
-    return replace(saved, **stops, threads=threads)
-
-
-def corpus_matches(resume, corpus, names="this corpus"):
-    """Check the corpus may continue `resume`: True for the checkpoint's own corpus, False for
-    another one when `resume.force` (fine-tuning); CorpusError otherwise. `names`: for the message."""
-    if list(corpus.vocab.tokens) != list(resume.checkpoint.vocab):
-        raise CorpusError(f"{names}: not encoded with the vocabulary of {resume.path}")
-    if corpus.fingerprint == resume.fingerprint:
-        return True
-    if resume.force:
-        return False
-    short = lambda fp: fp.split(":", 1)[-1][:12]  # noqa: E731
-    raise CorpusError(
-        f"{names} is not the corpus {resume.path} was trained on (fingerprint {short(corpus.fingerprint)} "
-        f"vs {short(resume.fingerprint)}); pass --force to fine-tune it on this corpus"
-    )
 
 
 # ------------------------------------------------------------------ training

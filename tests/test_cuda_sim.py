@@ -375,7 +375,8 @@ if MODE == "sim":
     from charrnn.corpus import load_corpus
     from charrnn.evaluate import evaluate_ids
     from charrnn.sample import generate
-    from charrnn.train import load_resume, resume_config, train
+    from charrnn.resume import load_resume, resume_config
+    from charrnn.train import train
     from charrnn.trained import load_model
     from charrnn.vocab import EOS_ID
 
