@@ -281,13 +281,33 @@ class DeviceTrainer:
         self.partials = _zeros(min(NORM_BLOCKS, _blocks(self.params.flat.shape[0], per_block)))
         self.last_norm = None
 
+    def upload_streams(self, streams):
+        """Keep the training ids on the device for the whole run: streams is the (B, L+1) stream
+        view (charrnn.batches.stream_view) of a contiguous id array; windows are then cut on the
+        device by step_at, and no ids cross per step."""
+        B, L = streams.shape[0], streams.shape[1] - 1
+        assert B == self.ws.B and streams.strides[1] == streams.itemsize
+        flat = np.lib.stride_tricks.as_strided(streams, shape=(B * L + 1,), strides=(streams.strides[1],))
+        self.stream_ids = _cuda().to_device(flat.astype(np.int32))
+        self.stream_len = L
+
+    def step_at(self, start, lr):
+        """step() on the window at step `start` of the uploaded streams (see upload_streams)."""
+        ws = self.ws
+        grid = (_blocks(ws.B, _k().TILE), _blocks(ws.T, _k().TILE)), (_k().TILE, _k().TILE)
+        _k().gather_window[grid](self.stream_ids, self.stream_len, start, ws.xy)
+        return self._update(lr)
+
     def step(self, xs, ys, lr):
         """One window: loss and gradients from the carried state, clipping, one optimizer update,
         then the window's last state is carried. xs, ys (T, B) ids on the host. Returns the mean
         loss (float); the gradient norm before clipping is in self.last_norm. When either is inf/NaN
         the update was skipped on the device (the parameters are the last good ones)."""
+        self.ws.load(xs, ys)
+        return self._update(lr)
+
+    def _update(self, lr):
         ws = self.ws
-        ws.load(xs, ys)
         loss_and_grads(self.params, self.grads, ws)
         global_norm_clip(self.grads.flat, self.partials, ws.stats, self.clip)
         self.opt.step(self.params, self.grads, lr, ws.stats)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import __version__
-from charrnn.batches import fill_window, split_train_val, stream_view, windows_per_epoch
+from charrnn.batches import split_train_val, stream_view, windows_per_epoch
 from charrnn.checkpoint import Checkpoint, remove_temp_files, save_checkpoint
 from charrnn.config import FROM_CHECKPOINT, TrainConfig, flag, plan_steps
 from charrnn.device import resolve_device
@@ -197,7 +197,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
         ),
     )
     with compute_threads():
-        steps = make_steps(device, run, T, B, streams.dtype)
+        steps = make_steps(device, run, T, B, streams)
         try:
             run.workers = steps.workers
             stopped_early, rate, has_best = _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_stop, resume)
@@ -217,8 +217,6 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
 def _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_stop, resume):
     cfg = run.cfg
     T, B = cfg.seq, cfg.batch
-    xs = np.empty((T, B), streams.dtype)
-    ys = np.empty((T, B), streams.dtype)
     start_time = time.perf_counter()
     speed = _Throughput()
     stopped_early = False
@@ -266,9 +264,8 @@ def _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_st
         epoch, k = run.position(per_epoch)
         if k == 0:
             steps.reset_hidden()  # every epoch starts from a zero state
-        fill_window(streams, k * T, xs, ys)
         lr = cfg.learning_rate * cfg.lr_decay ** (run.epoch_origin + epoch)
-        loss, norm = steps.step(xs, ys, lr)  # carries the hidden state forward; no update unless finite
+        loss, norm = steps.step(k * T, lr)  # carries the hidden state forward; no update unless finite
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise diverged(run.step + 1, f"loss {loss}, gradient norm {norm}")
         run.step += 1

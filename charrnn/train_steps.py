@@ -4,19 +4,24 @@ charrnn.train's loop is the same for both; it talks to one of these:
 
     steps.workers                the CPU worker threads (None on CUDA), recorded in checkpoints
     steps.reset_hidden()         h = 0 (every epoch starts there)
-    steps.step(xs, ys, lr)       loss and gradients of a window from the carried state, clipping, and an
-                                 optimizer update unless the loss or the norm is inf/NaN; -> (loss, norm)
+    steps.step(start, lr)        loss and gradients of the window at step `start` of the streams, from the
+                                 carried state, clipping, and an optimizer update unless the loss or the
+                                 norm is inf/NaN; -> (loss, norm)
     steps.validation_loss(ids)   mean loss on held-out ids (charrnn.evaluate's protocol)
     steps.to_host()              run.params, run.opt and run.h up to date (before checks and saves)
 
 On the CPU the state lives in the _Run (run.params, run.grads, run.opt, run.h) and to_host does
 nothing. On CUDA, parameters, optimizer slots and the carried state stay on the device
-(charrnn.cuda_backend.DeviceTrainer) and only the loss and gradient norm come back per step;
+(charrnn.cuda_backend.DeviceTrainer), the training ids are uploaded once and windows are cut
+on the device, and only the loss and gradient norm come back per step;
 to_host copies them into the _Run for checkpoints. Checkpoints are the same either way.
 """
 
 import math
 
+import numpy as np
+
+from charrnn.batches import fill_window
 from charrnn.errors import UsageError
 from charrnn.evaluate import device_rows_loss, validation_loss, validation_rows
 from charrnn.kernels import cpu
@@ -26,10 +31,12 @@ from charrnn.parallel import WindowRunner
 class CpuSteps:
     """The CPU path: the B streams shared by worker threads (charrnn.parallel.WindowRunner)."""
 
-    def __init__(self, run, T, B, ids_dtype):
-        self.run, self.T, self.B = run, T, B
-        self.runner = WindowRunner(run.params, T, B, ids_dtype, workers=run.cfg.threads or None)
+    def __init__(self, run, T, B, streams):
+        self.run, self.T, self.B, self.streams = run, T, B, streams
+        self.runner = WindowRunner(run.params, T, B, streams.dtype, workers=run.cfg.threads or None)
         self.workers = self.runner.workers
+        self.xs = np.empty((T, B), streams.dtype)
+        self.ys = np.empty((T, B), streams.dtype)
 
     def close(self):
         self.runner.close()
@@ -37,9 +44,10 @@ class CpuSteps:
     def reset_hidden(self):
         self.run.h[...] = 0.0
 
-    def step(self, xs, ys, lr):
+    def step(self, start, lr):
         run = self.run
-        loss = self.runner.loss_and_grads(run.params, run.grads, xs, ys, run.h)  # carries run.h forward
+        fill_window(self.streams, start, self.xs, self.ys)
+        loss = self.runner.loss_and_grads(run.params, run.grads, self.xs, self.ys, run.h)  # carries run.h forward
         norm = cpu.clip_by_global_norm(run.grads.flat, run.cfg.clip)
         if math.isfinite(loss) and math.isfinite(norm):
             run.opt.step(run.params, run.grads, lr)
@@ -57,7 +65,7 @@ class CudaSteps:
 
     workers = None
 
-    def __init__(self, run, T, B, ids_dtype):
+    def __init__(self, run, T, B, streams):
         from charrnn import cuda_backend
 
         self.cb, self.run, self.T, self.B = cuda_backend, run, T, B
@@ -67,6 +75,7 @@ class CudaSteps:
         except ValueError as err:  # a window too large for the launch grid
             raise UsageError(f"--device cuda: {err}") from None
         self.trainer.hidden_state = run.h  # zeros, or a resumed run's carried state
+        self.trainer.upload_streams(streams)  # the training ids stay on the device
         self.val_ws = None  # made at the first validation (its stream count is known then)
 
     def close(self):
@@ -75,8 +84,8 @@ class CudaSteps:
     def reset_hidden(self):
         self.trainer.reset_hidden()
 
-    def step(self, xs, ys, lr):
-        loss = self.trainer.step(xs, ys, lr)  # the update is skipped on the device when not finite
+    def step(self, start, lr):
+        loss = self.trainer.step_at(start, lr)  # the update is skipped on the device when not finite
         return loss, self.trainer.last_norm
 
     def validation_loss(self, ids):
@@ -94,6 +103,7 @@ class CudaSteps:
         run.h[...] = self.trainer.hidden_state
 
 
-def make_steps(device, run, T, B, ids_dtype):
-    return (CudaSteps if device == "cuda" else CpuSteps)(run, T, B, ids_dtype)
+def make_steps(device, run, T, B, streams):
+    """The step object for `device`; streams is the (B, L+1) training stream view."""
+    return (CudaSteps if device == "cuda" else CpuSteps)(run, T, B, streams)
 

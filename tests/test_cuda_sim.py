@@ -129,7 +129,7 @@ if MODE == "sim":
     from charrnn import cuda_backend as cb
     from charrnn.kernels import cpu
     from charrnn.kernels import cuda as K
-    from charrnn.model import PARAM_NAMES, Workspace, forward_loss_sum, loss_and_grads
+    from charrnn.model import PARAM_NAMES, FlatParams, Workspace, forward_loss_sum, loss_and_grads
     from charrnn.optim import Optimizer
 
     assert config.ENABLE_CUDASIM and K.TILE == 4  # really simulated, with the small blocks
@@ -229,6 +229,24 @@ if MODE == "sim":
         K.column_sums[cb._blocks(H, K.COLS), (K.COLS, K.ROWS)](d_das, sums)
         close(d_dWT.copy_to_host().T, dW, "dWxh")
         close(sums.copy_to_host(), das.sum(0), "column sums")
+
+    def test_windows_cut_on_the_device_match_fill_window():
+        """The training ids go up once; every window the device cuts equals charrnn.batches'."""
+        from charrnn.batches import fill_window, stream_view, windows_per_epoch
+
+        T, B, H, V = 3, 2, 8, 6
+        ids = np.random.default_rng(7).integers(0, V, 40).astype(np.uint8)
+        streams = stream_view(ids, B)  # L = 19: 6 windows per epoch, one id left over per row
+        trainer = cb.DeviceTrainer(FlatParams(H, V), T, B)
+        trainer.upload_streams(streams)
+        xs, ys = np.empty((T, B), np.uint8), np.empty((T, B), np.uint8)
+        for k in (0, 1, windows_per_epoch(streams, T) - 1):  # first, next, last window of the epoch
+            fill_window(streams, k * T, xs, ys)
+            grid = (cb._blocks(B, K.TILE), cb._blocks(T, K.TILE)), (K.TILE, K.TILE)
+            K.gather_window[grid](trainer.stream_ids, trainer.stream_len, k * T, trainer.ws.xy)
+            xy = trainer.ws.xy.copy_to_host()
+            np.testing.assert_array_equal(xy[0], xs)
+            np.testing.assert_array_equal(xy[1], ys)
 
     @pytest.mark.parametrize("max_norm", [0.0, 0.5, 1e3])
     def test_global_norm_and_clip(max_norm):

@@ -297,6 +297,18 @@ def clip_by_norm(g, stats, max_norm):
 
 
 @cuda.jit
+def gather_window(ids, L, start, xy):
+    """xy (2, T, B) int32 <- the window at step `start` of the (B, L+1) stream view of ids (N,)
+    (charrnn.batches): xy[0, t, b] = ids[b*L + start + t], xy[1, t, b] = the id after it.
+    Launch: 2-d grid over (B, T), x along B."""
+    b, t = cuda.grid(2)
+    if t < xy.shape[1] and b < xy.shape[2]:
+        i = b * L + start + t
+        xy[0, t, b] = ids[i]
+        xy[1, t, b] = ids[i + 1]
+
+
+@cuda.jit
 def fill(a, value):
     """a (n,) = value. Launch: 1-d grid over n."""
     i = cuda.grid(1)
@@ -415,6 +427,7 @@ SIGNATURES = {
     "sum_squares": f"void({_V}, {_V})",
     "finish_sum": [f"void({t}[::1], float64[::1], int64, float64, boolean)" for t in ("float32", "float64")],
     "clip_by_norm": f"void({_V}, float64[::1], float64)",
+    "gather_window": "void(int32[::1], int64, int64, int32[:, :, ::1])",
     "fill": f"void({_V}, float32)",
     "sgd_update": f"void({_V}, {_V}, float32, float64[::1])",
     "adagrad_update": f"void({_V}, {_V}, {_V}, float32, float32, float64[::1])",
