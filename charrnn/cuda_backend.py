@@ -4,8 +4,9 @@ device evaluation windows and a device sampler. Kernels live in charrnn.kernels.
 Shape letters: T time steps, B streams, H hidden units, V vocabulary, N = T*B, P parameters.
 Parameters, gradients and optimizer slots are each one flat float32 device buffer (P,) in the
 layout of charrnn.model.FlatParams (Wxh stored as WxhT (V, H)), so clipping and the optimizer are
-single passes. Per training step only the window's ids (2, T, B) go in and the loss and gradient
-norm (two float64, one copy) come back.
+single passes. The training ids are uploaded once (DeviceTrainer.upload_streams) and each window
+is cut from them on the device (step_at): per training step only the window's start offset goes in
+and the loss and gradient norm (two float64, one copy) come back.
 
 Nothing here touches a GPU, or imports numba.cuda, until a function or class is used: importing
 charrnn (or this module) stays cheap and works without numba-cuda or a driver.
