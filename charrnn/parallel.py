@@ -9,6 +9,7 @@ the groups' gradients, in a fixed order, so results do not depend on thread timi
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -90,3 +91,31 @@ class WindowRunner:
         for g in self.groups:
             h[g.start : g.stop] = g.ws.hs[-1]
         return sum(w * loss for w, loss in zip(self.weights, losses))
+
+
+class SpinHelper:
+    """A helper thread for a compiled loop that takes work through a flag array (charrnn.kernels.spin).
+
+    `with helper.running(fn, *args) as flags:` runs fn(*args, flags) in the helper thread (fn releases
+    the GIL) for the span of the block. The flags start at 0; the block's own compiled code sends
+    fn its stop value, and on the way out (also after an error) the stop value is stored again and
+    the thread is waited for, so it never spins on after the block.
+    """
+
+    def __init__(self, go_index, stop_value):
+        self.go_index, self.stop_value = go_index, stop_value
+        self.flags = np.zeros(16, np.int64)  # two flags 8 apart: each on its own cache line
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="charrnn-helper")
+
+    @contextmanager
+    def running(self, fn, *args):
+        self.flags[:] = 0
+        future = self.pool.submit(fn, *args, self.flags)
+        try:
+            yield self.flags
+        finally:
+            self.flags[self.go_index] = self.stop_value
+            future.result()
+
+    def close(self):
+        self.pool.shutdown()

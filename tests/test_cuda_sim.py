@@ -131,6 +131,7 @@ if MODE == "sim":
     from charrnn.kernels import cuda as K
     from charrnn.model import PARAM_NAMES, FlatParams, Workspace, forward_loss_sum, loss_and_grads
     from charrnn.optim import Optimizer
+    from charrnn.sample import CpuSampler
 
     assert config.ENABLE_CUDASIM and K.TILE == 4  # really simulated, with the small blocks
 
@@ -352,31 +353,30 @@ if MODE == "sim":
         H, V = 12, 8
         params, *_ = make_case(1, 1, H, V, seed=9)
         prime = np.array([1, 4, 2, 7], np.int64)
-        h, a, out = np.zeros(H, np.float32), np.empty(H, np.float32), np.empty(20, np.int64)
         rng = np.random.default_rng(10)
-        cpu.rnn_advance(prime[:-1], h, params["Wxh"], params["Whh"], params["bh"], a)
-        weights = (params["Wxh"], params["Whh"], params["bh"], params["Why"], params["by"])
-        n = cpu.sample_tokens(int(prime[-1]), h, *weights, temperature, top_k, -1, rng, out)
+        with CpuSampler(params, prime[:-1], threads=1) as cpu_sampler:
+            out = cpu_sampler.sample(int(prime[-1]), 20, temperature, top_k, rng, stop_id=-1)
         sampler, d_rng = cb.DeviceSampler(params, max_chunk=20), np.random.default_rng(10)
         sampler.advance(prime[:-1])
         got = sampler.sample(int(prime[-1]), 20, temperature, top_k, d_rng)
-        assert n == 20 and list(got) == list(out)
-        close(sampler.hidden_state, h, "state after sampling")
+        assert len(out) == 20 and list(got) == list(out)
+        close(sampler.hidden_state, cpu_sampler.h, "state after sampling")
         assert d_rng.random() == rng.random()  # the same number of draws was used
 
     def test_sampling_stops_like_cpu():
         H, V = 10, 5
         params, *_ = make_case(1, 1, H, V, seed=11)
-        args = (params["Wxh"], params["Whh"], params["bh"], params["Why"], params["by"])
-        free = np.empty(12, np.int64)
-        cpu.sample_tokens(0, np.zeros(H, np.float32), *args, 1.0, 0, -1, np.random.default_rng(12), free)
+        empty = np.zeros(0, np.int64)
+        with CpuSampler(params, empty, threads=1) as cpu_sampler:
+            free = cpu_sampler.sample(0, 12, 1.0, 0, np.random.default_rng(12), stop_id=-1)
         stop = int(free[3])  # a token that comes up early
-        h, out, rng = np.zeros(H, np.float32), np.empty(12, np.int64), np.random.default_rng(12)
-        n = cpu.sample_tokens(0, h, *args, 1.0, 0, stop, rng, out)
+        rng = np.random.default_rng(12)
+        with CpuSampler(params, empty, threads=1) as cpu_sampler:
+            out = cpu_sampler.sample(0, 12, 1.0, 0, rng, stop_id=stop)
         sampler, d_rng = cb.DeviceSampler(params, max_chunk=12), np.random.default_rng(12)
         got = sampler.sample(0, 12, 1.0, 0, d_rng, stop_id=stop)
-        assert n < 12 and list(got) == list(out[:n])
-        close(sampler.hidden_state, h, "state at the stop")
+        assert len(out) < 12 and list(got) == list(out)
+        close(sampler.hidden_state, cpu_sampler.h, "state at the stop")
         assert d_rng.random() == rng.random()
 
 

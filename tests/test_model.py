@@ -10,6 +10,7 @@ SHAPES = [  # (T, B, H, V)
     (5, 3, 7, 6),
     (4, 1, 12, 9),
     (3, 2, 4, 11),
+    (3, 9, 37, 5),  # row blocks and a partial column group in charrnn.kernels.packed
 ]
 
 

@@ -1,6 +1,7 @@
 """Sampling and evaluation against plain-numpy oracles."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -69,6 +70,30 @@ def test_same_seed_same_text_and_stop_at_eos():
     assert sample(1) != sample(2)
     lengths = [len(sample(s)) for s in range(20)]
     assert min(lengths) < 300  # EOS stopped some samples early (the EOS logit is not negligible here)
+
+
+@pytest.mark.parametrize("H,scale", [(60, 0.5), (300, 0.15)])  # 2 and 5 groups of 64 columns
+def test_two_threads_give_the_same_text(H, scale):
+    """The helper thread computes part of each step's product; the text is bitwise the same."""
+    model = tiny_model(H=H, scale=scale)
+    for seed, temperature, top_k in [(3, 1.0, 0), (4, 0.7, 3), (5, 0.0, 0)]:
+        texts = {
+            threads: "".join(generate(model, [2, 3], 700, temperature, top_k, np.random.default_rng(seed), threads=threads))
+            for threads in (1, 2)
+        }
+        assert texts[1] == texts[2]
+    stopped = ["".join(generate(model, [], 400, 1.5, 0, np.random.default_rng(s), threads=2)) for s in range(12)]
+    assert min(map(len, stopped)) < 400  # ended at EOS inside a chunk: the helper was stopped there
+
+
+def test_the_helper_thread_ends_with_the_sample():
+    model = tiny_model(H=300, scale=0.15)
+    model.params["by"][EOS_ID] = -1e4  # never ends by itself
+    chunks = generate(model, [], 10_000, 1.0, 0, np.random.default_rng(0), threads=2)
+    assert next(chunks)
+    assert any(t.name.startswith("charrnn-helper") for t in threading.enumerate())
+    chunks.close()  # a consumer that stops reading (e.g. `| head`)
+    assert not any(t.name.startswith("charrnn-helper") for t in threading.enumerate())
 
 
 def test_eval_matches_the_reference_and_ignores_window_size():

@@ -13,6 +13,8 @@ import numpy as np
 
 from charrnn.kernels.elementwise import exp_shifted_into, like, tanh_into
 from charrnn.kernels.jit import kernel
+from charrnn.kernels.packed import MATRIX_GROUP, VECTOR_GROUP, matmul_groups, matmul_panels, panels_of, panels_of_transposed
+from charrnn.kernels.spin import store_flag, wait_while
 
 
 # --------------------------------------------------------------------------- recurrence
@@ -28,15 +30,16 @@ def rnn_forward(xs, h0, Wxh, Whh, bh, hs):
     T, B = xs.shape
     H = h0.shape[1]
     hs[0] = h0
-    WhhT = np.ascontiguousarray(Whh.T)  # BLAS runs (B, H) @ (H, H) faster without a transpose flag
+    Whh_panels = panels_of(Whh, MATRIX_GROUP)  # packed once, used by every step (charrnn.kernels.packed)
+    WxhT = Wxh.T  # (V, H) view: a token's column of Wxh is a contiguous row here (model.FlatParams)
     for t in range(T):
         h = hs[t + 1]
-        np.dot(hs[t], WhhT, h)  # (B, H) = (B, H) @ (H, H)
+        matmul_panels(hs[t], Whh_panels, h)  # (B, H) = (B, H) @ Whh.T
         for b in range(B):
-            x = xs[t, b]
+            col = WxhT[xs[t, b]]
             row = h[b]
             for j in range(H):
-                row[j] += Wxh[j, x] + bh[j]
+                row[j] += col[j] + bh[j]
             tanh_into(row, row)
 
 
@@ -49,6 +52,7 @@ def rnn_backward(hs, dhs, Whh, das, dh):
     """
     T, B, H = dhs.shape
     dh[:] = 0.0
+    WhhT_panels = panels_of_transposed(Whh, MATRIX_GROUP)
     for t in range(T - 1, -1, -1):
         h = hs[t + 1]
         da = das[t]
@@ -56,7 +60,7 @@ def rnn_backward(hs, dhs, Whh, das, dh):
             for j in range(H):
                 g = dhs[t, b, j] + dh[b, j]
                 da[b, j] = g - g * h[b, j] * h[b, j]  # g * (1 - h²), no float64 constant
-        np.dot(da, Whh, dh)  # (B, H) = (B, H) @ (H, H)
+        matmul_panels(da, WhhT_panels, dh)  # (B, H) = (B, H) @ Whh
 
 
 @kernel
@@ -172,20 +176,46 @@ def adam_update(p, g, m, v, alpha, beta1, beta2, eps):
 # --------------------------------------------------------------------------- sampling
 
 
-@kernel
-def rnn_step(x, h, Wxh, Whh, bh, a):
-    """One step for one stream, in place: h (H,) <- tanh(Wxh[:, x] + Whh @ h + bh). a (H,) is scratch."""
-    np.dot(Whh, h, a)
-    for j in range(h.shape[0]):
-        a[j] += Wxh[j, x] + bh[j]
-    tanh_into(a, h)
+# The sampler's weights: [Whh; Why] (H+V, H) packed once (charrnn.kernels.packed), so that h_t's two
+# products, Whh h_t (next step) and Why h_t (logits now), are one matrix-vector product u = W h.
+# Its columns come in groups; the product can be shared with a helper thread that computes the
+# groups from `split` on (matvec_helper), handing work over through flags (charrnn.kernels.spin).
+GO, DONE, STOP = 0, 8, -1  # flags[GO]: step published by the sampler; flags[DONE]: step finished by the helper
 
 
 @kernel
-def rnn_advance(ids, h, Wxh, Whh, bh, a):
-    """Feed ids (N,) through the recurrence, updating h (H,) in place. a (H,) is scratch."""
+def sampler_panels(Whh, Why):
+    """[Whh; Why] (H+V, H) packed for matrix-vector products."""
+    return panels_of(np.concatenate((Whh, Why)), VECTOR_GROUP)
+
+
+@kernel
+def rnn_advance(ids, h, Wxh, W_panels, bh, u):
+    """Feed ids (N,) through the recurrence, updating h (H,) in place. W_panels from sampler_panels;
+    u (1, H+V) is scratch."""
+    H = h.shape[0]
+    h_row = h.reshape(1, H)
+    whh_groups = (H + W_panels.shape[2] - 1) // W_panels.shape[2]  # the groups holding Whh's rows
     for i in range(ids.shape[0]):
-        rnn_step(ids[i], h, Wxh, Whh, bh, a)
+        matmul_groups(h_row, W_panels, u, 0, whh_groups)  # u[:H] = Whh @ h
+        x = ids[i]
+        for j in range(H):
+            h[j] = u[0, j] + Wxh[j, x] + bh[j]
+        tanh_into(h, h)
+
+
+@kernel
+def matvec_helper(h, W_panels, u, first, flags):
+    """The helper thread's loop: for each step the sampler publishes in flags[GO], compute
+    u[0, groups first..] = W h, then publish the step in flags[DONE]. Returns at STOP."""
+    h_row = h.reshape(1, h.shape[0])
+    step = 0
+    while True:
+        step = wait_while(flags, GO, step)
+        if step == STOP:
+            return
+        matmul_groups(h_row, W_panels, u, first, W_panels.shape[0])
+        store_flag(flags, DONE, step)
 
 
 @kernel(fastmath=True)
@@ -224,33 +254,41 @@ def draw_token(z, temperature, top_k, u, work, bits):
 
 
 @kernel
-def sample_tokens(x, h, Wxh, Whh, bh, Why, by, temperature, top_k, stop_id, rng, out):
+def sample_tokens(x, h, Wxh, W_panels, bh, by, temperature, top_k, stop_id, rng, out, u, flags, split):
     """Generate up to len(out) tokens for one stream, starting from input token x and state h (H,).
 
     Each step feeds the current token, then draws the next from softmax(Why @ h + by).
     h is updated in place; stops early after emitting stop_id (pass -1 never to stop).
-    Returns how many tokens were written to out (N,).
+    W_panels from sampler_panels; u (1, H+V) scratch. This thread computes the groups of W h
+    before `split`; when split < the number of groups a matvec_helper thread computes the rest,
+    and is sent STOP on return. Returns how many tokens were written to out (N,).
     """
     H = h.shape[0]
     V = by.shape[0]
-    # h_t feeds two products, Whh h_t (next step) and Why h_t (logits now): one stacked
-    # matrix-vector product per step instead of two.
-    W = np.concatenate((Whh, Why))  # (H+V, H)
-    u = np.empty(H + V, dtype=h.dtype)
     z = np.empty(V, dtype=h.dtype)
     work = np.empty(V, dtype=h.dtype)
     bits = np.empty(V, np.int32)
-    np.dot(Whh, h, u[:H])
+    h_row = h.reshape(1, H)
+    helped = split < W_panels.shape[0]
+    matmul_panels(h_row, W_panels, u)  # u[:H] = Whh @ h (the logits part is not used yet)
+    n = out.shape[0]
     for i in range(out.shape[0]):
         for j in range(H):
-            u[j] += Wxh[j, x] + bh[j]
-        tanh_into(u[:H], h)
-        np.dot(W, h, u)
+            h[j] = u[0, j] + Wxh[j, x] + bh[j]
+        tanh_into(h, h)
+        if helped:
+            store_flag(flags, GO, i + 1)
+        matmul_groups(h_row, W_panels, u, 0, split)  # (1, H+V) = h @ [Whh; Why].T
+        if helped:
+            wait_while(flags, DONE, i)
         for k in range(V):
-            z[k] = u[H + k] + by[k]
+            z[k] = u[0, H + k] + by[k]
         r = rng.random() if temperature != 0.0 else 0.0
         x = draw_token(z, temperature, top_k, r, work, bits)
         out[i] = x
         if x == stop_id:
-            return i + 1
-    return out.shape[0]
+            n = i + 1
+            break
+    if helped:
+        store_flag(flags, GO, STOP)
+    return n

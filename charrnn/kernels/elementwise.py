@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
-from charrnn.kernels.jit import FASTMATH
+from charrnn.kernels.jit import ERROR_MODEL, FASTMATH
 
 
 def like(a, x):
@@ -30,6 +30,12 @@ def _like(a, x):
     return cast
 
 
+@register_jitable(inline="always")
+def same_memory(a, out):
+    """Whether two 1-d arrays are the same memory (in-place call)."""
+    return a.ctypes.data == out.ctypes.data and a.strides[0] == out.strides[0]
+
+
 def tanh_into(a, out):
     """out[j] = tanh(a[j]) for 1-d arrays (may be the same array). Compiled per dtype, see below."""
     np.tanh(a, out)
@@ -43,7 +49,7 @@ TANH_P = (1.0, 0.13444645702838898, 0.003571929642930627, 2.190742816310376e-05,
 TANH_Q = (1.0, 0.4677796959877014, 0.026165293529629707, 0.00034121316275559366, 8.532906576874666e-07)
 
 
-@overload(tanh_into, jit_options=dict(fastmath=FASTMATH))
+@overload(tanh_into, jit_options=dict(fastmath=FASTMATH, error_model=ERROR_MODEL))
 def _tanh_into(a, out):
     if a.dtype != types.float32:  # float64 (gradient checks): libm's exact tanh
         def exact(a, out):
@@ -56,11 +62,19 @@ def _tanh_into(a, out):
     p0, p1, p2, p3, p4 = (np.float32(v) for v in TANH_P)
     q0, q1, q2, q3, q4 = (np.float32(v) for v in TANH_Q)
 
+    @register_jitable
+    def tanh32(x):
+        x = min(max(x, -c), c)
+        s = x * x
+        return x * (p0 + s * (p1 + s * (p2 + s * (p3 + s * p4)))) / (q0 + s * (q1 + s * (q2 + s * (q3 + s * q4))))
+
     def rational(a, out):
-        for j in range(a.shape[0]):
-            x = min(max(a[j], -c), c)
-            s = x * x
-            out[j] = x * (p0 + s * (p1 + s * (p2 + s * (p3 + s * p4)))) / (q0 + s * (q1 + s * (q2 + s * (q3 + s * q4))))
+        if same_memory(a, out):  # one array in the loop: LLVM vectorises it without an overlap check
+            for j in range(out.shape[0]):
+                out[j] = tanh32(out[j])
+        else:
+            for j in range(a.shape[0]):
+                out[j] = tanh32(a[j])
 
     return rational
 
@@ -79,7 +93,7 @@ LN2_HI = 0.693145751953125  # ln 2 split so that n * LN2_HI is exact in float32
 LN2_LO = 1.4286068203094173e-06
 
 
-@overload(exp_shifted_into, jit_options=dict(fastmath=FASTMATH))
+@overload(exp_shifted_into, jit_options=dict(fastmath=FASTMATH, error_model=ERROR_MODEL))
 def _exp_shifted_into(z, shift, out, bits):
     if z.dtype != types.float32:
 
@@ -94,14 +108,22 @@ def _exp_shifted_into(z, shift, out, bits):
     c2, c3, c4, c5, c6 = (np.float32(1.0 / math.factorial(k)) for k in range(2, 7))
     one = np.float32(1.0)
 
+    @register_jitable
+    def exp_reduced(x, k, out, bits):  # out[k] = exp(x) / 2^n, bits[k] = the float32 bits of 2^n
+        x = max(x, lowest)
+        n = math.floor(x * log2e + half)
+        r = (x - n * hi) - n * lo
+        out[k] = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * c6)))))
+        bits[k] = (np.int32(n) + np.int32(127)) << np.int32(23)
+
     def series(z, shift, out, bits):
         s = np.float32(shift)
-        for k in range(z.shape[0]):
-            x = max(z[k] - s, lowest)
-            n = math.floor(x * log2e + half)
-            r = (x - n * hi) - n * lo
-            out[k] = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * c6)))))
-            bits[k] = (np.int32(n) + np.int32(127)) << np.int32(23)
+        if same_memory(z, out):  # one array in the loop: LLVM vectorises it without an overlap check
+            for k in range(out.shape[0]):
+                exp_reduced(out[k] - s, k, out, bits)
+        else:
+            for k in range(z.shape[0]):
+                exp_reduced(z[k] - s, k, out, bits)
         scale = bits.view(np.float32)
         for k in range(z.shape[0]):
             out[k] *= scale[k]

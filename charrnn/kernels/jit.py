@@ -11,12 +11,17 @@ import numba
 # so non-finite losses and gradients are still detected.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
+# numba's default ("python") error model checks every float division for a zero divisor so that it
+# can raise ZeroDivisionError; that branch stops LLVM from vectorising any loop that divides. With
+# "numpy", x / 0 is inf or nan, which the training loop already detects.
+ERROR_MODEL = "numpy"
+
 
 def kernel(fn=None, *, fastmath=False, inline="never"):
     """`@kernel` / `@kernel(fastmath=True)`: njit(cache=True) falling back to an in-memory compile."""
 
     def wrap(f):
-        options = dict(nogil=True, fastmath=FASTMATH if fastmath else False, inline=inline)
+        options = dict(nogil=True, fastmath=FASTMATH if fastmath else False, inline=inline, error_model=ERROR_MODEL)
         try:
             return numba.njit(cache=True, **options)(f)
         except RuntimeError:  # "cannot cache function ...: no locator available"
