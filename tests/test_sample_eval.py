@@ -49,6 +49,16 @@ def test_draw_token_top_k_and_argmax():
     assert all(cpu.draw_token(z, 1.0, 1, u, work, bits) == 1 for u in (0.0, 0.5, 0.99))
 
 
+def test_kth_largest_matches_sorting():
+    rng = np.random.default_rng(0)
+    for V in (1, 2, 3, 7, 67, 300):
+        for values in (rng.normal(size=V), rng.integers(0, 4, V)):  # distinct, and many ties
+            a = values.astype(np.float32)
+            work = np.empty_like(a)
+            for k in range(1, V + 1):
+                assert cpu.kth_largest(a, k, work) == np.sort(a)[V - k], (V, k)
+
+
 def test_sampling_steps_match_the_reference_recurrence():
     """With temperature 0 each generated token is the argmax of the reference model's next distribution."""
     model = tiny_model()

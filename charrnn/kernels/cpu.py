@@ -29,7 +29,9 @@ def rnn_forward(xs, h0, Wxh, Whh, bh, hs):
     """
     T, B = xs.shape
     H = h0.shape[1]
-    hs[0] = h0
+    for b in range(B):  # hs[0] = h0 (an explicit loop compiles much faster than slice assignment)
+        for j in range(H):
+            hs[0, b, j] = h0[b, j]
     Whh_panels = panels_of(Whh, MATRIX_GROUP)  # packed once, used by every step (charrnn.kernels.packed)
     WxhT = Wxh.T  # (V, H) view: a token's column of Wxh is a contiguous row here (model.FlatParams)
     for t in range(T):
@@ -218,6 +220,36 @@ def matvec_helper(h, W_panels, u, first, flags):
         store_flag(flags, DONE, step)
 
 
+@kernel
+def kth_largest(a, k, work):
+    """The k-th largest of a (V,), 1 <= k <= V, by quickselect on work (V,), a scratch copy.
+    (Cheaper to compile than numba's sort, and O(V) on average.)"""
+    n = a.shape[0]
+    for i in range(n):
+        work[i] = a[i]
+    target = n - k  # its index in ascending order
+    lo, hi = 0, n - 1
+    while lo < hi:
+        pivot = work[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:  # Hoare partition: work[lo..j] <= pivot <= work[i..hi]
+            while work[i] < pivot:
+                i += 1
+            while work[j] > pivot:
+                j -= 1
+            if i <= j:
+                work[i], work[j] = work[j], work[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break  # work[j+1..i-1] all equal the pivot
+    return work[target]
+
+
 @kernel(fastmath=True)
 def draw_token(z, temperature, top_k, u, work, bits):
     """Pick a token from logits z (V,): argmax when temperature == 0, else a draw from
@@ -229,9 +261,7 @@ def draw_token(z, temperature, top_k, u, work, bits):
         return np.argmax(z)
     threshold = -np.inf
     if 0 < top_k < V:
-        work[:] = z
-        work.sort()
-        threshold = work[V - top_k]
+        threshold = kth_largest(z, top_k, work)
     inv_t = like(z, 1.0 / temperature)
     for k in range(V):
         work[k] = z[k] * inv_t
