@@ -1,11 +1,19 @@
 """One decorator for every CPU kernel: numba's njit with an on-disk cache that never breaks import.
 
 numba caches next to the package when it can, else in the user cache folder (or NUMBA_CACHE_DIR).
-When no folder is writable, `cache=True` raises RuntimeError at decoration time; we then compile
-in memory instead, which only costs start-up time.
+When no folder is writable, making the cache raises RuntimeError; we then compile in memory
+instead, which only costs start-up time.
+
+numba keys a cached kernel on its own bytecode only, so a change to a kernel it calls in another
+file (packed.py, elementwise.py, ...) would reuse stale machine code. KernelCache adds a digest of
+every kernel module's source to the key.
 """
 
+import hashlib
+from pathlib import Path
+
 import numba
+from numba.core.caching import FunctionCache
 
 # Floating-point freedoms that speed up reductions but keep NaN/inf semantics (no 'nnan'/'ninf'),
 # so non-finite losses and gradients are still detected.
@@ -17,14 +25,33 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 ERROR_MODEL = "numpy"
 
 
+def _sources_digest():
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+SOURCES_DIGEST = _sources_digest()
+
+
+class KernelCache(FunctionCache):
+    """numba's on-disk function cache, keyed also on SOURCES_DIGEST."""
+
+    def _index_key(self, sig, codegen):
+        return super()._index_key(sig, codegen) + (SOURCES_DIGEST,)
+
+
 def kernel(fn=None, *, fastmath=False, inline="never"):
-    """`@kernel` / `@kernel(fastmath=True)`: njit(cache=True) falling back to an in-memory compile."""
+    """`@kernel` / `@kernel(fastmath=True)`: njit with KernelCache, falling back to an in-memory compile."""
 
     def wrap(f):
         options = dict(nogil=True, fastmath=FASTMATH if fastmath else False, inline=inline, error_model=ERROR_MODEL)
+        dispatcher = numba.njit(**options)(f)
         try:
-            return numba.njit(cache=True, **options)(f)
+            dispatcher._cache = KernelCache(dispatcher.py_func)  # what njit(cache=True) does, with our key
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(cache=False, **options)(f)
+            pass
+        return dispatcher
 
     return wrap(fn) if fn is not None else wrap
