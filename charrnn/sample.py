@@ -60,7 +60,7 @@ def generate(model, prime_ids, length, temperature=1.0, top_k=0, rng=None, devic
             chunk = min(2 * chunk, MAX_CHUNK)
 
 
-HELPER_MIN_HIDDEN = 128  # below this a step's product takes too little time for a second thread to pay
+HELPER_MIN_HIDDEN = 256  # below this a step's product takes too little time for a second thread to pay
 
 
 class CpuSampler:

@@ -92,9 +92,28 @@ def _make_tile(rows, panels):
     return tile
 
 
-_matrix_tile = _make_tile(ROWS, MATRIX_GROUP)
-_matrix_row_tile = _make_tile(1, MATRIX_GROUP)  # rows left over after the blocks of ROWS
-_vector_tile = _make_tile(1, VECTOR_GROUP)
+# Tiles of ROWS rows (blocks) or one row, by 1..4 panels: a group's last columns past M are padding,
+# and a tile with fewer panels skips reading them.
+_block_1, _block_2 = _make_tile(ROWS, 1), _make_tile(ROWS, 2)
+_row_1, _row_2, _row_3, _row_4 = (_make_tile(1, p) for p in range(1, 5))
+
+
+@kernel(inline="always")
+def _tile(rows, panels, a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo):
+    """The tile of rows (ROWS or 1) by panels (1-2 for ROWS rows, 1-4 for one row)."""
+    if rows == ROWS:
+        if panels == 1:
+            _block_1(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo)
+        else:
+            _block_2(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo)
+    elif panels == 1:
+        _row_1(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo)
+    elif panels == 2:
+        _row_2(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo)
+    elif panels == 3:
+        _row_3(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo)
+    else:
+        _row_4(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo)
 
 
 @kernel
@@ -161,33 +180,23 @@ def matmul_groups(a, Wp, out, first, last):
     assert Wp.shape[1] == K and (NG - 1) * width < M <= NG * width and 0 <= first <= last <= NG
     assert a.strides[1] == a.itemsize and out.strides[1] == out.itemsize
     lda, ldo = a.strides[0] // a.itemsize, out.strides[0] // out.itemsize
-    vector = width == VECTOR_GROUP * (REGISTER_BYTES // a.itemsize)
-    full_rows = 0 if vector else R - R % ROWS
+    L = REGISTER_BYTES // a.itemsize
+    # Matrix panels: blocks of ROWS rows, then single rows. Vector panels: single rows throughout.
+    full_rows = 0 if width == VECTOR_GROUP * L else R - R % ROWS
     edge = np.empty((ROWS, width), out.dtype)  # a tile reaching past column M lands here first
     for g in range(first, last):
         c = g * width
-        n = min(width, M - c)
+        n = min(width, M - c)  # real columns in this group
+        panels = (n + L - 1) // L
         w_off = g * K * width
-        for r in range(0, full_rows, ROWS):
-            if n == width:
-                _matrix_tile(a, r * lda, lda, Wp, w_off, width, K, out, r * ldo + c, ldo)
+        for r in range(0, R):
+            rows = ROWS if r < full_rows else 1
+            if r < full_rows and r % ROWS != 0:
+                continue
+            if n == panels * L:
+                _tile(rows, panels, a, r * lda, lda, Wp, w_off, width, K, out, r * ldo + c, ldo)
             else:
-                _matrix_tile(a, r * lda, lda, Wp, w_off, width, K, edge, 0, width)
-                for i in range(ROWS):
+                _tile(rows, panels, a, r * lda, lda, Wp, w_off, width, K, edge, 0, width)
+                for i in range(rows):
                     for j in range(n):
                         out[r + i, c + j] = edge[i, j]
-        for r in range(full_rows, R):
-            if n == width:
-                _row_tile(vector, a, r * lda, lda, Wp, w_off, width, K, out, r * ldo + c)
-            else:
-                _row_tile(vector, a, r * lda, lda, Wp, w_off, width, K, edge, 0)
-                for j in range(n):
-                    out[r, c + j] = edge[0, j]
-
-
-@kernel(inline="always")
-def _row_tile(vector, a, a_off, lda, Wp, w_off, ldw, K, out, out_off):
-    if vector:
-        _vector_tile(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, 0)
-    else:
-        _matrix_row_tile(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, 0)
