@@ -1,5 +1,10 @@
 """The register-tiled products of charrnn.kernels.packed against numpy, at every edge of the tiling."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -58,3 +63,21 @@ def test_rows_may_be_views_of_a_larger_array():
     W = rng.standard_normal((33, 33)).astype(np.float32)
     packed.matmul_panels(hs[1], packed.panels_of(W, packed.MATRIX_GROUP), hs[2])
     np.testing.assert_allclose(hs[2], reference(hs[1], W), rtol=1e-5, atol=1e-5)
+
+
+def test_register_width_follows_the_environment():
+    if os.environ.get("CHARRNN_VECTOR_BYTES"):
+        assert packed.REGISTER_BYTES == int(os.environ["CHARRNN_VECTOR_BYTES"])
+    assert packed.REGISTER_BYTES in (16, 32, 64)
+
+
+@pytest.mark.skipif(os.environ.get("CHARRNN_VECTOR_BYTES") is not None, reason="already the inner run")
+@pytest.mark.parametrize("vector_bytes", [16, 32])
+def test_narrower_vector_registers(vector_bytes, tmp_path):
+    """Machines without AVX-512 get 8- (AVX2) or 4-float vectors and 4-row tiles: the same tests
+    and the model's kernel tests pass with them (LLVM runs narrower vectors on any x86 machine)."""
+    env = dict(os.environ, CHARRNN_VECTOR_BYTES=str(vector_bytes), NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_packed.py", "tests/test_model.py"]
+    done = subprocess.run(cmd, env=env, cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout

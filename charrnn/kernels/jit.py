@@ -10,6 +10,7 @@ every kernel module's source to the key.
 """
 
 import hashlib
+import os
 from pathlib import Path
 
 import numba
@@ -26,7 +27,7 @@ ERROR_MODEL = "numpy"
 
 
 def _sources_digest():
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(os.environ.get("CHARRNN_VECTOR_BYTES", "").encode())  # see packed.py
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

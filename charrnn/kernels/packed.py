@@ -16,6 +16,8 @@ contiguous block that a tile streams through.
       accumulators hide the latency of the fused multiply-add.
 """
 
+import os
+
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -25,9 +27,11 @@ from numba.extending import intrinsic
 from charrnn.kernels.jit import kernel
 
 _AVX512 = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
-REGISTER_BYTES = 64 if _AVX512 else 32  # one zmm register, else one ymm (AVX2 machines, or none: LLVM splits)
+# One zmm register, else one ymm (AVX2; elsewhere LLVM splits the vectors). CHARRNN_VECTOR_BYTES
+# (16, 32 or 64) overrides it, so that tests can check the narrower tiles on any machine.
+REGISTER_BYTES = int(os.environ.get("CHARRNN_VECTOR_BYTES") or (64 if _AVX512 else 32))
 MATRIX_GROUP, VECTOR_GROUP = 2, 4
-ROWS = 8 if _AVX512 else 4  # ROWS x 2 accumulators + 2 weight vectors + 1 broadcast fit the 32 (16) registers
+ROWS = 8 if REGISTER_BYTES == 64 else 4  # ROWS x 2 accumulators + 2 weight vectors + 1 broadcast fit the 32 (16) registers
 
 
 def _make_tile(rows, panels):
