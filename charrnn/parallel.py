@@ -104,7 +104,7 @@ class SpinHelper:
 
     def __init__(self, go_index, stop_value):
         self.go_index, self.stop_value = go_index, stop_value
-        self.flags = np.zeros(16, np.int64)  # two flags 8 apart: each on its own cache line
+        self.flags = np.zeros(32, np.int64)  # up to four flags 8 apart: each on its own cache line
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="charrnn-helper")
 
     @contextmanager

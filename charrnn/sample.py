@@ -91,7 +91,7 @@ class CpuSampler:
         p, out = self.p, np.empty(n, np.int64)
         args = (x, self.h, p["Wxh"], self.panels, p["bh"], p["by"], temperature, top_k, stop_id, rng, out, self.u)
         if self.helper is None:
-            n = cpu.sample_tokens(*args, np.zeros(16, np.int64), self.split)
+            n = cpu.sample_tokens(*args, np.zeros(32, np.int64), self.split)
         else:
             with self.helper.running(cpu.matvec_helper, self.h, self.panels, self.u, self.split) as flags:
                 n = cpu.sample_tokens(*args, flags, self.split)

@@ -10,7 +10,7 @@ from charrnn import reference
 from charrnn.evaluate import evaluate_ids, stream_loss
 from charrnn.kernels import cpu
 from charrnn.model import PARAM_NAMES, init_params
-from charrnn.sample import generate
+from charrnn.sample import CpuSampler, generate
 from charrnn.trained import Model
 from charrnn.vocab import EOS_ID, Vocab
 
@@ -94,6 +94,24 @@ def test_two_threads_give_the_same_text(H, scale):
         assert texts[1] == texts[2]
     stopped = ["".join(generate(model, [], 400, 1.5, 0, np.random.default_rng(s), threads=2)) for s in range(12)]
     assert min(map(len, stopped)) < 400  # ended at EOS inside a chunk: the helper was stopped there
+
+
+def test_the_sampler_does_the_helpers_part_when_the_helper_is_not_running():
+    """A helper kept off the cores (busy machine) must not stall sampling: with no helper thread
+    at all, every step's helper part is claimed and done by the sampler, with the same result."""
+    p = tiny_model(H=300, scale=0.15).params
+
+    def sample(split):
+        sampler = CpuSampler(p, np.array([2, 3]), threads=1)
+        out = np.empty(500, np.int64)
+        args = (p["Wxh"], sampler.panels, p["bh"], p["by"], 1.0, 0, -1, np.random.default_rng(7), out, sampler.u)
+        n = cpu.sample_tokens(4, sampler.h, *args, np.zeros(32, np.int64), split)
+        return out[:n], sampler.h
+
+    groups = CpuSampler(p, np.array([2]), threads=1).panels.shape[0]
+    alone, h_alone = sample(groups)  # no helper part
+    stolen, h_stolen = sample(groups // 2)  # a helper part, but no helper thread
+    assert len(alone) == 500 and np.array_equal(alone, stolen) and np.array_equal(h_alone, h_stolen)
 
 
 def test_the_helper_thread_ends_with_the_sample():

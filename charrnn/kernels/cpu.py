@@ -14,7 +14,7 @@ import numpy as np
 from charrnn.kernels.elementwise import exp_shifted_into, like, tanh_into
 from charrnn.kernels.jit import kernel
 from charrnn.kernels.packed import MATRIX_GROUP, VECTOR_GROUP, matmul_groups, matmul_panels, panels_of, panels_of_transposed
-from charrnn.kernels.spin import store_flag, wait_while
+from charrnn.kernels.spin import claim_flag, store_flag, wait_for, wait_while
 
 
 # --------------------------------------------------------------------------- recurrence
@@ -182,7 +182,10 @@ def adam_update(p, g, m, v, alpha, beta1, beta2, eps):
 # products, Whh h_t (next step) and Why h_t (logits now), are one matrix-vector product u = W h.
 # Its columns come in groups; the product can be shared with a helper thread that computes the
 # groups from `split` on (matvec_helper), handing work over through flags (charrnn.kernels.spin).
-GO, DONE, STOP = 0, 8, -1  # flags[GO]: step published by the sampler; flags[DONE]: step finished by the helper
+# Each step's helper part is claimed (compare-and-swap on flags[CLAIM]) by whichever thread gets
+# there first: when the helper is not running (other programs busy on the cores), the sampler does
+# the part itself instead of waiting for it.
+GO, CLAIM, DONE, STOP = 0, 8, 16, -1  # flags: step published, claimed, finished by the helper
 
 
 @kernel
@@ -216,8 +219,9 @@ def matvec_helper(h, W_panels, u, first, flags):
         step = wait_while(flags, GO, step)
         if step == STOP:
             return
-        matmul_groups(h_row, W_panels, u, first, W_panels.shape[0])
-        store_flag(flags, DONE, step)
+        if claim_flag(flags, CLAIM, step - 1, step):  # else the sampler took this step's part
+            matmul_groups(h_row, W_panels, u, first, W_panels.shape[0])
+            store_flag(flags, DONE, step)
 
 
 @kernel
@@ -290,8 +294,8 @@ def sample_tokens(x, h, Wxh, W_panels, bh, by, temperature, top_k, stop_id, rng,
     Each step feeds the current token, then draws the next from softmax(Why @ h + by).
     h is updated in place; stops early after emitting stop_id (pass -1 never to stop).
     W_panels from sampler_panels; u (1, H+V) scratch. This thread computes the groups of W h
-    before `split`; when split < the number of groups a matvec_helper thread computes the rest,
-    and is sent STOP on return. Returns how many tokens were written to out (N,).
+    before `split`; when split < the number of groups a matvec_helper thread computes the rest
+    (or, for the steps it has not claimed in time, this thread does), and is sent STOP on return. Returns how many tokens were written to out (N,).
     """
     H = h.shape[0]
     V = by.shape[0]
@@ -310,7 +314,10 @@ def sample_tokens(x, h, Wxh, W_panels, bh, by, temperature, top_k, stop_id, rng,
             store_flag(flags, GO, i + 1)
         matmul_groups(h_row, W_panels, u, 0, split)  # (1, H+V) = h @ [Whh; Why].T
         if helped:
-            wait_while(flags, DONE, i)
+            if claim_flag(flags, CLAIM, i, i + 1):  # the helper has not started: its part is done here
+                matmul_groups(h_row, W_panels, u, split, W_panels.shape[0])
+            else:
+                wait_for(flags, DONE, i + 1)
         for k in range(V):
             z[k] = u[0, H + k] + by[k]
         r = rng.random() if temperature != 0.0 else 0.0

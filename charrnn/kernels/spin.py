@@ -3,8 +3,8 @@
 The sampler splits each step's matrix-vector product between two threads (charrnn.sample): a
 step takes a few microseconds, far less than waking a thread through the operating system, so the
 threads spin on flags instead. numba has no atomics for CPU arrays; these intrinsics write the LLVM
-atomic loads and stores (acquire/release: the data written before a store is visible after the
-matching load) and the CPU's spin-wait hint.
+atomic loads, stores and compare-and-swap (acquire/release: the data written before a store is
+visible after the matching load) and the CPU's spin-wait hint.
 
 flags is an int64 array; each flag should sit on its own cache line (indices 8 apart).
 """
@@ -54,6 +54,20 @@ def store_flag(typingctx, flags, index, value):
 
 
 @intrinsic
+def claim_flag(typingctx, flags, index, expected, value):
+    """Compare-and-swap: if flags[index] == expected, set it to value and return True (acquire/release)."""
+    sig = types.boolean(flags, index, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        expected = context.cast(builder, args[2], signature.args[2], types.int64)
+        value = context.cast(builder, args[3], signature.args[3], types.int64)
+        pair = builder.cmpxchg(_flag_pointer(context, builder, signature, args), expected, value, "acq_rel", "acquire")
+        return builder.extract_value(pair, 1)
+
+    return sig, codegen
+
+
+@intrinsic
 def relax(typingctx, spins):
     """One turn of a spin-wait: the CPU's pause hint; after SPINS_BEFORE_YIELD turns, sched_yield too."""
     sig = types.void(spins)
@@ -82,3 +96,12 @@ def wait_while(flags, index, value):
         spins += 1
         seen = load_flag(flags, index)
     return seen
+
+
+@kernel
+def wait_for(flags, index, value):
+    """Spin until flags[index] == value."""
+    spins = 0
+    while load_flag(flags, index) != value:
+        relax(spins)
+        spins += 1
