@@ -39,9 +39,9 @@ def test_matmul_panels_matches_numpy_at_every_edge(group, dtype, R):
             assert np.all(np.abs(out - reference(a, W)) <= TOL[dtype] * scale), (M, K)
             assert np.isnan(big[:, M:]).all()
 
-            Wt = np.ascontiguousarray(W.T)  # (K, M): out = a @ Wt through the transposed packing
+            Wt = np.ascontiguousarray(W.T)  # (K, M): out = a @ Wt by packing the view Wt.T
             out2 = np.full((R, M), np.nan, dtype)
-            packed.matmul_panels(a, packed.panels_of_transposed(Wt, group), out2)
+            packed.matmul_panels(a, packed.panels_of(Wt.T, group), out2)
             assert np.array_equal(out2, out)  # same panels, same order of additions
 
 
@@ -52,7 +52,7 @@ def test_panels_layout(group):
     assert Wp.shape == (1, 5, group_width(group, np.float32))
     assert np.array_equal(Wp[0, :, :3], W.T)
     assert not Wp[0, :, 3:].any()  # padding is zero
-    assert np.array_equal(packed.panels_of_transposed(np.ascontiguousarray(W.T), group), Wp)
+    assert np.array_equal(packed.panels_of(np.ascontiguousarray(W.T).T, group), Wp)
     W = np.ones((2 * group_width(group, np.float32) + 1, 4), np.float32)
     assert packed.panels_of(W, group).shape == (3, 4, group_width(group, np.float32))
 

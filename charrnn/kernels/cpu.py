@@ -13,7 +13,7 @@ import numpy as np
 
 from charrnn.kernels.elementwise import exp_shifted_into, like, tanh_into
 from charrnn.kernels.jit import kernel
-from charrnn.kernels.packed import MATRIX_GROUP, VECTOR_GROUP, matmul_groups, matmul_panels, panels_of, panels_of_transposed
+from charrnn.kernels.packed import MATRIX_GROUP, VECTOR_GROUP, matmul_groups, matmul_panels, panels_of
 from charrnn.kernels.spin import claim_flag, store_flag, wait_for, wait_while
 
 
@@ -33,15 +33,14 @@ def rnn_forward(xs, h0, Wxh, Whh, bh, hs):
         for j in range(H):
             hs[0, b, j] = h0[b, j]
     Whh_panels = panels_of(Whh, MATRIX_GROUP)  # packed once, used by every step (charrnn.kernels.packed)
-    WxhT = Wxh.T  # (V, H) view: a token's column of Wxh is a contiguous row here (model.FlatParams)
     for t in range(T):
         h = hs[t + 1]
         matmul_panels(hs[t], Whh_panels, h)  # (B, H) = (B, H) @ Whh.T
         for b in range(B):
-            col = WxhT[xs[t, b]]
+            x = xs[t, b]
             row = h[b]
             for j in range(H):
-                row[j] += col[j] + bh[j]
+                row[j] += Wxh[j, x] + bh[j]
             tanh_into(row, row)
 
 
@@ -54,7 +53,7 @@ def rnn_backward(hs, dhs, Whh, das, dh):
     """
     T, B, H = dhs.shape
     dh[:] = 0.0
-    WhhT_panels = panels_of_transposed(Whh, MATRIX_GROUP)
+    WhhT_panels = panels_of(Whh.T, MATRIX_GROUP)  # for da @ Whh
     for t in range(T - 1, -1, -1):
         h = hs[t + 1]
         da = das[t]

@@ -129,7 +129,8 @@ def new_panels(M, K, group, like):
 
 @kernel
 def pack_rows(W, Wp):
-    """Wp[g, k, i] = W[g*width + i, k]: panels for out = a @ W.T. W (M, K); entries past M stay zero."""
+    """Wp[g, k, i] = W[g*width + i, k]: panels for out = a @ W.T. W (M, K), any strides (pass W.T
+    for out = a @ W); entries past M stay zero."""
     M, K = W.shape
     width = Wp.shape[2]
     for g in range(Wp.shape[0]):
@@ -141,31 +142,11 @@ def pack_rows(W, Wp):
 
 
 @kernel
-def pack_cols(W, Wp):
-    """Wp[g, k, i] = W[k, g*width + i]: panels for out = a @ W. W (K, M); entries past M stay zero."""
-    K, M = W.shape
-    width = Wp.shape[2]
-    for g in range(Wp.shape[0]):
-        dst = Wp[g]
-        n = min(width, M - g * width)
-        for k in range(K):
-            for i in range(n):
-                dst[k, i] = W[k, g * width + i]
-
-
-@kernel
 def panels_of(W, group):
-    """New panels of W (M, K), for out = a @ W.T; group is MATRIX_GROUP or VECTOR_GROUP."""
+    """New panels of W (M, K), for out = a @ W.T; group is MATRIX_GROUP or VECTOR_GROUP.
+    (For out = a @ W, pass the view W.T.)"""
     Wp = new_panels(W.shape[0], W.shape[1], group, W)
     pack_rows(W, Wp)
-    return Wp
-
-
-@kernel
-def panels_of_transposed(W, group):
-    """New panels of W.T for W (K, M), for out = a @ W."""
-    Wp = new_panels(W.shape[1], W.shape[0], group, W)
-    pack_cols(W, Wp)
     return Wp
 
 
@@ -193,10 +174,9 @@ def matmul_groups(a, Wp, out, first, last):
         n = min(width, M - c)  # real columns in this group
         panels = (n + L - 1) // L
         w_off = g * K * width
-        for r in range(0, R):
+        r = 0
+        while r < R:
             rows = ROWS if r < full_rows else 1
-            if r < full_rows and r % ROWS != 0:
-                continue
             if n == panels * L:
                 _tile(rows, panels, a, r * lda, lda, Wp, w_off, width, K, out, r * ldo + c, ldo)
             else:
@@ -204,3 +184,4 @@ def matmul_groups(a, Wp, out, first, last):
                 for i in range(rows):
                     for j in range(n):
                         out[r + i, c + j] = edge[i, j]
+            r += rows
