@@ -31,11 +31,37 @@ COLS, ROWS = (8, 2) if _SIM else (32, 8)  # column_sums: a block covers COLS col
 LOSS, NORM = 0, 1  # slots of `stats` (float64): the window's mean loss, the gradient norm
 
 
-# The block reductions below are written out in each kernel instead of calling shared device
-# functions: numba-cuda compiles a called device function for the *current* GPU, which would stop
-# cuda.compile_ptx (the no-GPU check in tests/test_cuda_sim.py) from working without a driver.
-# Pattern: every thread stores its partial in red[tid]; halve the active range until red[0] holds
-# the result (the block size nt a power of two).
+# Block reductions: every thread stores its partial in red[tid], then all of them call one of these,
+# which halve the active range until red[0] holds the result (block size nt a power of two).
+# inline="always" matters: numba-cuda compiles a device function that is *called* for the current
+# GPU, which would stop cuda.compile_ptx (the no-GPU check in tests/test_cuda_sim.py) without a
+# driver; an inlined one is compiled as part of each kernel.
+
+
+@cuda.jit(device=True, inline="always")
+def block_sum(red, tid, nt):
+    """red[0] = sum of red[:nt]; returns it. Call from every thread of the block."""
+    cuda.syncthreads()
+    stride = nt // 2
+    while stride > 0:
+        if tid < stride:
+            red[tid] += red[tid + stride]
+        cuda.syncthreads()
+        stride //= 2
+    return red[0]
+
+
+@cuda.jit(device=True, inline="always")
+def block_max(red, tid, nt):
+    """red[0] = max of red[:nt]; returns it. Call from every thread of the block."""
+    cuda.syncthreads()
+    stride = nt // 2
+    while stride > 0:
+        if tid < stride:
+            red[tid] = max(red[tid], red[tid + stride])
+        cuda.syncthreads()
+        stride //= 2
+    return red[0]
 
 
 # --------------------------------------------------------------------------- recurrence
@@ -169,27 +195,13 @@ def softmax_xent(logits, by, ys, dlogits, row_loss, scale, want_grad):
     for k in range(tid, V, nt):
         mine = max(mine, logits[p, k] + by[k])
     red[tid] = mine
-    cuda.syncthreads()
-    stride = nt // 2
-    while stride > 0:
-        if tid < stride:
-            red[tid] = max(red[tid], red[tid + stride])
-        cuda.syncthreads()
-        stride //= 2
-    zmax = red[0]
+    zmax = block_max(red, tid, nt)
     cuda.syncthreads()  # everyone has read red[0] before it is reused
     s = f32(0.0)
     for k in range(tid, V, nt):
         s += math.exp(logits[p, k] + by[k] - zmax)
     red[tid] = s
-    cuda.syncthreads()
-    stride = nt // 2
-    while stride > 0:
-        if tid < stride:
-            red[tid] += red[tid + stride]
-        cuda.syncthreads()
-        stride //= 2
-    s = red[0]
+    s = block_sum(red, tid, nt)
     if want_grad:
         inv = scale / s
         for k in range(tid, V, nt):
@@ -251,15 +263,9 @@ def sum_squares(g, partials):
         acc += g[i] * g[i]
         i += step
     red[tid] = acc
-    cuda.syncthreads()
-    stride = nt // 2
-    while stride > 0:
-        if tid < stride:
-            red[tid] += red[tid + stride]
-        cuda.syncthreads()
-        stride //= 2
+    total = block_sum(red, tid, nt)
     if tid == 0:
-        partials[cuda.blockIdx.x] = red[0]
+        partials[cuda.blockIdx.x] = total
 
 
 @cuda.jit
@@ -275,15 +281,8 @@ def finish_sum(values, stats, slot, scale, root):
     for i in range(tid, values.shape[0], nt):
         acc += values[i]
     red[tid] = acc
-    cuda.syncthreads()
-    stride = nt // 2
-    while stride > 0:
-        if tid < stride:
-            red[tid] += red[tid + stride]
-        cuda.syncthreads()
-        stride //= 2
+    total = block_sum(red, tid, nt) * scale
     if tid == 0:
-        total = red[0] * scale
         stats[slot] = math.sqrt(total) if root else total
 
 
