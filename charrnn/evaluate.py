@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.batches import stream_view
+from charrnn.batches import fill_window, stream_view
 from charrnn.device import resolve_device
 from charrnn.model import Workspace, forward_loss_sum
 from charrnn.parallel import split_streams
@@ -59,8 +59,7 @@ def rows_loss(params, rows, T):
     total = 0.0
     for start in range(0, L, T):
         t = min(T, L - start)
-        xs[:t] = rows[:, start : start + t].T
-        ys[:t] = rows[:, start + 1 : start + t + 1].T
+        fill_window(rows, start, xs[:t], ys[:t])
         total += forward_loss_sum(params, xs[:t], ys[:t], h, ws)
         h[...] = ws.hs[t]
     return total, B * L
@@ -83,8 +82,7 @@ def device_rows_loss(dparams, rows, T, ws=None):
     total = 0.0
     for start in range(0, L, T):
         t = min(T, L - start)
-        xs[:t] = rows[:, start : start + t].T
-        ys[:t] = rows[:, start + 1 : start + t + 1].T
+        fill_window(rows, start, xs[:t], ys[:t])
         total += cuda_backend.forward_loss_sum(dparams, ws, xs[:t], ys[:t])  # carries the state
     return total, B * L
 
