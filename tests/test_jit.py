@@ -3,12 +3,16 @@
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numba
 import numpy as np
 from numba.core.caching import FunctionCache
 
-from charrnn.kernels import jit
+from charrnn.kernels import cpu, jit
+
+CLIP = "import numpy as np; from charrnn.kernels import cpu; print(cpu.clip_by_global_norm(np.ones(4, np.float32), 1.0))"
 
 
 def test_kernel_falls_back_when_no_cache_folder_is_usable(monkeypatch):
@@ -37,14 +41,24 @@ def test_kernels_cache_on_every_kernel_source():
 
 
 def test_cli_kernels_run_with_an_unusable_cache_folder(tmp_path):
-    """NUMBA_CACHE_DIR under a regular file can never be created: charrnn must still compute."""
+    """NUMBA_CACHE_DIR and the user cache folder under a regular file can never be created:
+    charrnn must still compute."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(blocker / "cache"))
-    code = (
-        "import numpy as np; from charrnn.kernels import cpu; "
-        "g = np.ones(4, np.float32); print(cpu.clip_by_global_norm(g, 1.0))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(blocker / "cache"), XDG_CACHE_HOME=str(blocker / "user"))
+    done = subprocess.run([sys.executable, "-c", CLIP], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == 2.0
+
+
+def test_kernels_are_cached_in_the_user_cache_folder_not_in_the_package(tmp_path):
+    """Cache files next to the package would outlive `pip uninstall` (and leave charrnn/ behind as
+    a namespace package that hides a later install)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    package_cache = Path(cpu.__file__).parent / "__pycache__"
+    started = time.time() - 1
+    done = subprocess.run([sys.executable, "-c", CLIP], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "numba").glob("*/cpu.clip_by_global_norm-*.nbi"))
+    assert not [f for f in package_cache.glob("*.nb[ic]") if f.stat().st_mtime >= started]

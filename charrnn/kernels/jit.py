@@ -1,8 +1,10 @@
 """One decorator for every CPU kernel: numba's njit with an on-disk cache that never breaks import.
 
-numba caches next to the package when it can, else in the user cache folder (or NUMBA_CACHE_DIR).
-When no folder is writable, making the cache raises RuntimeError; we then compile in memory
-instead, which only costs start-up time.
+Compiled kernels are cached in NUMBA_CACHE_DIR when it is set, else in the user cache folder
+($XDG_CACHE_HOME/numba or ~/.cache/numba), never next to the package (numba's own first choice):
+files there that pip does not know of outlive `pip uninstall`, and the charrnn/ folder they keep
+would then shadow a later install as an empty namespace package. When no folder is writable,
+making the cache raises RuntimeError; we then compile in memory instead, which only costs start-up.
 
 numba keys a cached kernel on its own bytecode only, so a change to a kernel it calls in another
 file (packed.py, elementwise.py, ...) would reuse stale machine code. KernelCache adds a digest of
@@ -14,7 +16,7 @@ import os
 from pathlib import Path
 
 import numba
-from numba.core.caching import FunctionCache
+from numba.core import caching
 
 # Floating-point freedoms that speed up reductions but keep NaN/inf semantics (no 'nnan'/'ninf'),
 # so non-finite losses and gradients are still detected.
@@ -36,8 +38,18 @@ def _sources_digest():
 SOURCES_DIGEST = _sources_digest()
 
 
-class KernelCache(FunctionCache):
-    """numba's on-disk function cache, keyed also on SOURCES_DIGEST."""
+def _numba_locator(name):
+    return getattr(caching, name, None) or getattr(caching, "_" + name)  # older numba: a leading underscore
+
+
+class _KernelCacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = [_numba_locator("UserProvidedCacheLocator"), _numba_locator("UserWideCacheLocator")]
+
+
+class KernelCache(caching.FunctionCache):
+    """numba's on-disk function cache, in the folders above, keyed also on SOURCES_DIGEST."""
+
+    _impl_class = _KernelCacheImpl
 
     def _index_key(self, sig, codegen):
         return super()._index_key(sig, codegen) + (SOURCES_DIGEST,)
