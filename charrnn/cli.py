@@ -265,28 +265,47 @@ class StopOnSignal:
 @app.command()
 def sample(
     model: ModelPath = Path("charrnn.npz"),
-    prime: Annotated[str, typer.Option(help="Text to start from (printed first).")] = "",
-    length: Annotated[int, typer.Option("--length", "-l", help="Characters to generate per sample.")] = 500,
+    prime: Annotated[str, typer.Option(help="Text to start from (printed first); - reads it from standard input.")] = "",
+    prime_file: Annotated[Optional[str], typer.Option(
+        "--prime-file", metavar="FILE", show_default=False,
+        help="Start from this file's text (UTF-8; its final newline is dropped).")] = None,
+    length: Annotated[int, typer.Option("--length", "-l", help=(
+        "Characters per sample: exactly this many in a stream, at most this many in a record."))] = 500,
     temperature: Annotated[float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 picks the most likely character.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Draw only from the K most likely characters (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(help=(
+        "Draw only from the most likely characters whose probabilities reach P together (nucleus sampling; 1: all)."))] = 1.0,
+    until_eos: Annotated[Optional[bool], typer.Option("--until-eos/--no-until-eos", show_default=False, help=(
+        "End each sample where the model ends a record (a line of a --lines model, else a whole file), "
+        "or stream exactly --length characters.  [default: records for models trained with --lines]"))] = None,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", metavar="TEXT", show_default=False, help=(
+        "End a sample right after this text, e.g. '\\n\\n' (repeatable; escapes as in Python strings)."))] = None,
+    prime_echo: Annotated[bool, typer.Option("--prime-echo/--no-prime-echo", help="Print the prime before each sample.")] = True,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.", show_default=False)] = None,
-    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="How many samples.")] = 1,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="How many samples (records or streams), one per line.")] = 1,
     device: Device = "auto",
 ):
     """Generate text from a trained model, streamed to stdout."""
-    from charrnn.sample import check_sampling_args, generate, make_rng
+    from charrnn.sample import Draw, check_samplable, check_sampling_args, encode_prime, generate, sample_rngs
+    from charrnn.sample_input import read_prime, stop_strings
     from charrnn.trained import load_model
 
-    check_sampling_args(length, temperature, top_k, num_samples)
-    rng = make_rng(seed)
+    Draw(temperature, top_k, top_p)  # the flags' checks, before anything is read
+    check_sampling_args(length, num_samples)
+    stops = stop_strings(stop)
+    rngs = sample_rngs(seed)
+    prime = read_prime(prime, prime_file)
     device = resolve(device)
     loaded = load_model(model)
-    prime_ids, unknown = loaded.vocab.encode_text(prime)
+    check_samplable(loaded, model)
+    prime_ids, unknown = encode_prime(loaded.vocab, prime, loaded.lines)
     if unknown:
         warn(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}")
+    settings = dict(top_p=top_p, until_eos=until_eos, stop=stops)
     try:
-        for _ in range(num_samples):
-            write_sample(prime, generate(loaded, prime_ids, length, temperature, top_k, rng, device))
+        for _, rng in zip(range(num_samples), rngs):
+            chunks = generate(loaded, prime_ids, length, temperature, top_k, rng, device, **settings)
+            write_sample(prime if prime_echo else "", chunks)
     except BrokenPipeError:
         quiet_broken_pipe()
 

@@ -389,7 +389,8 @@ class DeviceSampler:
         self.cur = 0
         self.h_start = _zeros((1, H))
         self.logits = _zeros((1, V))
-        self.work = _zeros(V)
+        self.work, self.spare = _zeros(V), _zeros(V)
+        self.allowed = {}  # the (V,) bool allowed tokens of each draw rule, on the device
         self.tokens = _zeros(max_chunk + 1, np.int32)  # tokens[0] the input, tokens[i + 1] drawn at step i
         self.uniforms = _zeros(max_chunk, np.float64)
         self.ids_host = cuda.pinned_array(max_chunk + 1, np.int32)
@@ -403,19 +404,29 @@ class DeviceSampler:
         return self.h[self.cur].copy_to_host()[0]
 
     def _run(self, n, draw=None):
-        """Feed tokens[0..n-1] through the recurrence; with draw = (temperature, top_k) each step
-        also draws tokens[i + 1] from the new state (so tokens[i + 1] is known before step i + 1)."""
+        """Feed tokens[0..n-1] through the recurrence; with a draw rule (charrnn.sample.Draw) each
+        step also draws tokens[i + 1] from the new state (so tokens[i + 1] is known before step i + 1)."""
         k, dp = _k(), self.params
         step = k.rnn_forward_step[_tiled(1, self.H)]
         out = k.matmul[_tiled(1, dp.vocab_size)]
         pick = k.draw_token[1, _pow2_threads(dp.vocab_size)]
+        if draw is not None:
+            allowed = self._allowed(draw)
+            rule = (int(draw.no_repeat), np.float32(draw.temperature), int(draw.top_k), float(draw.top_p))
         for i in range(n):
             h, h_next = self.h[self.cur], self.h[1 - self.cur]
             step(self.tokens[i : i + 1], h, dp["Wxh"], dp["Whh"], dp["bh"], h_next)
             self.cur = 1 - self.cur
             if draw is not None:
                 out(h_next, dp["Why"], self.logits, False, True)
-                pick(self.logits, dp["by"], draw[0], draw[1], self.uniforms, i, self.work, self.tokens)
+                pick(self.logits, dp["by"], allowed, *rule, self.uniforms, i, self.work, self.spare, self.tokens)
+
+    def _allowed(self, draw):
+        allowed = draw.allowed(self.params.vocab_size)
+        key = allowed.tobytes()
+        if key not in self.allowed:
+            self.allowed[key] = _cuda().to_device(allowed)
+        return self.allowed[key]
 
     def _upload(self, ids):
         self.ids_host[: len(ids)] = ids
@@ -429,21 +440,23 @@ class DeviceSampler:
             self._upload(chunk)
             self._run(len(chunk))
 
-    def sample(self, x, n, temperature, top_k, rng, stop_id=-1):
-        """Generate up to n <= max_chunk tokens from input token x, stopping after stop_id (-1:
-        never). Returns them (int64); the state is then as after cpu.sample_tokens."""
+    def sample(self, x, n, draw, rng):
+        """Generate up to n <= max_chunk tokens from input token x by the rule `draw`
+        (charrnn.sample.Draw), stopping after draw.stop_id. Returns them (int64); the state and the
+        random numbers used are then as after CpuSampler.sample."""
         assert 0 < n <= self.max_chunk
         self._upload([x])
         state = rng.bit_generator.state
-        if temperature != 0.0:
+        if draw.temperature != 0.0:
             self.uniforms[:n].copy_to_device(rng.random(n))
         self.h_start.copy_to_device(self.h[self.cur])
-        self._run(n, (np.float32(temperature), int(top_k)))
+        self._run(n, draw)
         out = self.tokens[1 : n + 1].copy_to_host().astype(np.int64)
+        stop_id = draw.stop_id
         stops = np.flatnonzero(out == stop_id) if stop_id >= 0 else ()
         if len(stops) and stops[0] + 1 < n:  # stopped early: give back the unused state and draws
             m = int(stops[0]) + 1
-            if temperature != 0.0:
+            if draw.temperature != 0.0:
                 rng.bit_generator.state = state
                 rng.random(m)
             self.h[self.cur].copy_to_device(self.h_start)

@@ -1,43 +1,122 @@
-"""Text generation: prime the model, then draw tokens with temperature and top-k, streamed in chunks.
+"""Text generation: prime the model, then draw tokens, streamed in chunks.
+
+What a sample is (`until_eos`, by default the checkpoint's `lines` setting):
+  * a record (until_eos): the text until the model draws <eos>, or `length` characters if that
+    comes first. A model trained with --lines makes records: each one is a line of its kind.
+  * a stream (not until_eos): exactly `length` characters. In a model trained on whole files
+    <eos> means "the end of a file", and it is never drawn; in a --lines model it is the end of a
+    line, and it is drawn and written as a newline, so a stream is a run of records, one per line.
+<unk> is never drawn. How each token is drawn (temperature, top-k, top-p): charrnn.kernels.draw.
+`stop` strings end a sample right after the first of them to appear in its generated text.
 
 Every sample starts from h = 0 with the EOS token as input (the context that precedes every
-record in training), then the prime text, then generated tokens until `length` tokens or EOS.
-On device="cuda" the same steps run on the GPU (charrnn.cuda_backend.DeviceSampler), drawing the
-same random numbers from `rng`, so a seed gives the same text up to float rounding at near-ties.
+record in training), then the prime. On device="cuda" the same steps run on the GPU
+(charrnn.cuda_backend.DeviceSampler), drawing the same random numbers from `rng`, so a seed gives
+the same text up to float rounding at near-ties.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from charrnn.device import resolve_device
-from charrnn.errors import UsageError
+from charrnn.errors import CheckpointError, UsageError
 from charrnn.kernels import cpu
 from charrnn.parallel import SpinHelper, available_cores
-from charrnn.vocab import EOS_ID
+from charrnn.vocab import EOS_ID, UNK_ID, text_to_codepoints
 
 FIRST_CHUNK, MAX_CHUNK = 64, 4096  # tokens per compiled call: small first for latency, then larger
 
+# What <eos> does in a sample: never drawn (a stream from a model of whole files), drawn and ends
+# the sample (a record), or drawn and written as a newline (a stream from a --lines model).
+EOS_BANNED, EOS_ENDS, EOS_NEWLINE = "banned", "ends", "newline"
 
-def check_sampling_args(length, temperature, top_k, num_samples):
+
+@dataclass(frozen=True)
+class Draw:
+    """How each token is drawn: the rule of charrnn.kernels.draw, with what <eos> does."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    eos: str = EOS_BANNED
+
+    def __post_init__(self):
+        if not 0 <= self.temperature <= 100:
+            raise UsageError(f"--temperature must be a number from 0 to 100 (got {self.temperature}); 0 picks the most likely character")
+        if not self.top_k >= 0:
+            raise UsageError(f"--top-k must be a non-negative integer (got {self.top_k}); 0 keeps every character")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p must be a number above 0 and at most 1 (got {self.top_p}); 1 keeps every character")
+        if self.eos not in (EOS_BANNED, EOS_ENDS, EOS_NEWLINE):
+            raise ValueError(f"eos must be {EOS_BANNED!r}, {EOS_ENDS!r} or {EOS_NEWLINE!r}, not {self.eos!r}")
+
+    def allowed(self, V):
+        """(V,) bool: the tokens that may be drawn. Never <unk>; <eos> unless it is banned."""
+        allowed = np.ones(V, np.bool_)
+        allowed[UNK_ID] = False
+        allowed[EOS_ID] = self.eos != EOS_BANNED
+        return allowed
+
+    @property
+    def stop_id(self):
+        """The token that ends a sample when drawn (-1: none)."""
+        return EOS_ID if self.eos == EOS_ENDS else -1
+
+    @property
+    def no_repeat(self):
+        """The token not drawn right after itself (-1: none): <eos>, as records are never empty."""
+        return -1 if self.eos == EOS_BANNED else EOS_ID
+
+
+def eos_rule(lines, until_eos=None):
+    """What <eos> does in a sample of a model trained with or without --lines (until_eos None: records for --lines models, a stream otherwise)."""
+    if lines if until_eos is None else until_eos:
+        return EOS_ENDS
+    return EOS_NEWLINE if lines else EOS_BANNED
+
+
+def check_sampling_args(length, num_samples):
     if not length >= 0:
         raise UsageError(f"--length must be a non-negative integer (got {length})")
-    if not 0 <= temperature <= 100:
-        raise UsageError(f"--temperature must be a number from 0 to 100 (got {temperature}); 0 picks the most likely character")
-    if not top_k >= 0:
-        raise UsageError(f"--top-k must be a non-negative integer (got {top_k}); 0 keeps every character")
     if not num_samples >= 1:
         raise UsageError(f"--num-samples must be at least 1 (got {num_samples})")
 
 
-def generate(model, prime_ids, length, temperature=1.0, top_k=0, rng=None, device="cpu", threads=None):
+def check_samplable(model, name=None):
+    """CheckpointError when the model has no character it may draw (a vocabulary of only <unk> and <eos>)."""
+    if not Draw(eos=EOS_BANNED).allowed(model.vocab.size).any():
+        where = f"{name}: " if name else ""
+        raise CheckpointError(f"{where}the model has no characters to sample: its vocabulary holds only <unk> and <eos>")
+
+
+def encode_prime(vocab, text, lines=False):
+    """(ids (P,), unknown characters as a str) of a prime. In a --lines model a newline ends a
+    record, as in its training: it becomes <eos>."""
+    ids, unknown = vocab.encode_text(text)
+    if lines and "\n" in text:
+        ids[text_to_codepoints(text) == ord("\n")] = EOS_ID
+        unknown = unknown.replace("\n", "")
+    return ids, unknown
+
+
+def generate(model, prime_ids, length, temperature=1.0, top_k=0, rng=None, device="cpu", threads=None, *,
+             top_p=1.0, until_eos=None, stop=()):  # fmt: skip
     """Yield the generated text of one sample in chunks (str), without the prime.
 
-    prime_ids (P,) token ids. Stops after `length` tokens or at EOS (which is not yielded).
+    prime_ids (P,) token ids. A record (until_eos) ends at <eos> (not yielded) or after `length`
+    characters, a stream after exactly `length`; either ends early right after the first of the
+    `stop` strings to appear. until_eos None: the model's default (records for --lines models).
     device: "cpu", "cuda" or "auto" (charrnn.device.resolve_device).
     threads: CPU threads per step, 1 or 2 (None: 2 when the model is large enough to gain and
     there are 2 cores). The text is the same either way.
     """
+    draw = Draw(float(temperature), int(top_k), float(top_p), eos_rule(model.lines, until_eos))
+    check_samplable(model)
     device = resolve_device(device)
     rng = np.random.default_rng() if rng is None else rng
+    newline = "\n" if draw.eos == EOS_NEWLINE else None
+    scan = StopScan(stop)
     context = np.concatenate([np.array([EOS_ID], np.int64), np.asarray(prime_ids, np.int64)])
     if device == "cuda":
         sampler = _DeviceSampler(model.params, context[:-1])
@@ -47,17 +126,53 @@ def generate(model, prime_ids, length, temperature=1.0, top_k=0, rng=None, devic
         x = int(context[-1])
         done, chunk = 0, FIRST_CHUNK
         while done < length:
-            out = sampler.sample(x, min(chunk, length - done), float(temperature), int(top_k), rng)
+            out = sampler.sample(x, min(chunk, length - done), draw, rng)
             n = len(out)
-            ended = out[n - 1] == EOS_ID
-            text = model.vocab.decode(out[: n - 1] if ended else out[:n])
+            ended = out[n - 1] == draw.stop_id
+            text, stopped = scan.cut(model.vocab.decode(out[: n - 1] if ended else out, eos=newline))
             if text:
                 yield text
-            if ended:
+            if ended or stopped:
                 return
             done += n
             x = int(out[n - 1])
             chunk = min(2 * chunk, MAX_CHUNK)
+
+
+class StopScan:
+    """Where a sample that arrives in chunks ends: right after the first of the stop strings to
+    appear in it (the earliest to be complete). A match may span chunks."""
+
+    def __init__(self, stops=()):
+        self.stops = tuple(stops)
+        if not all(self.stops):
+            raise UsageError("--stop must not be empty")
+        self.keep = max(map(len, self.stops), default=1) - 1  # characters of a partial match to carry over
+        self.tail = ""
+
+    def cut(self, text):
+        """(the part of the next chunk `text` that belongs to the sample, whether the sample ends there)."""
+        if not self.stops:
+            return text, False
+        seen = self.tail + text
+        ends = [i + len(s) for s in self.stops if (i := seen.find(s)) >= 0]
+        if ends:  # a match within the carried tail alone would have ended an earlier chunk
+            return text[: min(ends) - len(self.tail)], True
+        self.tail = seen[max(0, len(seen) - self.keep) :] if self.keep else ""
+        return text, False
+
+
+def sample_rngs(seed=None):
+    """An endless supply of random generators, one per sample: the i-th sample of a seed is then the
+    same whatever the samples before it drew (their lengths, stops). seed None: fresh entropy."""
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be a non-negative integer (got {seed})")
+    return _spawned(np.random.SeedSequence(seed))
+
+
+def _spawned(seeds):
+    while True:
+        yield np.random.default_rng(seeds.spawn(1)[0])
 
 
 HELPER_MIN_HIDDEN = 256  # below this a step's product takes too little time for a second thread to pay
@@ -86,10 +201,12 @@ class CpuSampler:
         if self.helper is not None:
             self.helper.close()
 
-    def sample(self, x, n, temperature, top_k, rng, stop_id=EOS_ID):
-        """Up to n drawn tokens (int64) after input token x, ending at stop_id if drawn (-1: never)."""
+    def sample(self, x, n, draw, rng):
+        """Up to n drawn tokens (int64) after input token x by the rule `draw` (a Draw), ending at
+        draw.stop_id if drawn. One rng.random() per token (none at temperature 0)."""
         p, out = self.p, np.empty(n, np.int64)
-        args = (x, self.h, p["Wxh"], self.panels, p["bh"], p["by"], temperature, top_k, stop_id, rng, out, self.u)
+        rule = (draw.allowed(p.vocab_size), draw.no_repeat, draw.temperature, draw.top_k, draw.top_p, draw.stop_id)
+        args = (x, self.h, p["Wxh"], self.panels, p["bh"], p["by"], *rule, rng, out, self.u)
         if self.helper is None:
             n = cpu.sample_tokens(*args, np.zeros(32, np.int64), self.split)
         else:
@@ -114,12 +231,5 @@ class _DeviceSampler:
     def __exit__(self, *exc):
         pass
 
-    def sample(self, x, n, temperature, top_k, rng):
-        return self.sampler.sample(x, n, temperature, top_k, rng, stop_id=EOS_ID)
-
-
-def make_rng(seed=None):
-    """The sampler's random generator: seeded for reproducible text, else fresh entropy."""
-    if seed is not None and not 0 <= seed < 2**63:
-        raise UsageError(f"--seed must be a non-negative integer (got {seed})")
-    return np.random.default_rng(seed)
+    def sample(self, x, n, draw, rng):
+        return self.sampler.sample(x, n, draw, rng)

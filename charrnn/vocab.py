@@ -213,9 +213,10 @@ class Vocab:
         ids, unknown = self.encode(text_to_codepoints(text))
         return ids, codepoints_to_text(unknown)
 
-    def decode(self, ids) -> str:
-        """ids (any shape, integer) -> text. UNK becomes U+FFFD and EOS is
-        dropped: callers that care about record ends split on EOS first.
+    def decode(self, ids, eos: str | None = None) -> str:
+        """ids (any shape, integer) -> text. UNK becomes U+FFFD; EOS becomes the
+        one character `eos` (e.g. "\n" for a --lines model), or is dropped when
+        eos is None: callers that care about record ends split on EOS first.
 
         Raises ValueError for an id outside [0, V).
         """
@@ -230,9 +231,9 @@ class Vocab:
             raise ValueError(f"token id {bad} is out of range for a vocabulary of {self.size}")
         table = np.empty(self.size, dtype=np.uint32)
         table[UNK_ID] = _REPLACEMENT
-        table[EOS_ID] = 0  # placeholder, removed below
+        table[EOS_ID] = 0 if eos is None else ord(eos)  # None: a placeholder, removed below
         table[2:] = self._codepoints
-        return codepoints_to_text(table[ids[ids != EOS_ID]])
+        return codepoints_to_text(table[ids if eos is not None else ids[ids != EOS_ID]])
 
     def display(self, token_id) -> str:
         """A visible form of one token for tables and reports: "<unk>",

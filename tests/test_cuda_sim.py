@@ -331,53 +331,99 @@ if MODE == "sim":
             assert abs(cb.forward_loss_sum(dp, dws, xs[:t], ys[:t]) - total) <= TOL * max(1.0, total)
             close(dws.hs_t[0].copy_to_host(), h, "carried state")
 
-    @pytest.mark.parametrize("temperature,top_k", [(0.7, 0), (1.3, 3), (1.0, 6)])
-    def test_draw_token_matches_cpu(temperature, top_k):
-        V = 6
+    DRAWS = [(0.7, 0, 1.0), (1.3, 3, 1.0), (1.0, 6, 1.0), (0.8, 0, 0.6), (1.2, 4, 0.9), (0.0, 0, 0.5)]  # t, top-k, top-p
+
+    @pytest.mark.parametrize("temperature,top_k,top_p", DRAWS)
+    def test_draw_token_matches_cpu(temperature, top_k, top_p):
+        """The same token as kernels.draw for 25 uniform numbers, with <unk> and one more token not
+        allowed (the largest logits, so that leaving them out matters)."""
+        from charrnn.kernels import draw as cpu_draw
+
+        V = 7
         rng = np.random.default_rng(8)
         z = rng.normal(0, 1.5, V).astype(np.float32)
+        z[0], z[5] = 4.0, 3.5
+        allowed = np.ones(V, np.bool_)
+        allowed[[0, 5]] = False
         us = np.linspace(0.0, 0.999, 25)
         tokens = cuda.device_array(26, np.int32)
         pick = K.draw_token[1, cb._pow2_threads(V)]
-        d_z, d_by, d_us, work = dev(z[None]), dev(np.zeros(V)), dev(us, np.float64), dev(np.zeros(V))
+        d_z, d_by, d_us, work, spare = dev(z[None]), dev(np.zeros(V)), dev(us, np.float64), dev(np.zeros(V)), dev(np.zeros(V))
+        d_allowed = cuda.to_device(allowed)
         for i in range(len(us)):
-            pick(d_z, d_by, np.float32(temperature), top_k, d_us, i, work, tokens)
-        scratch = (np.empty(V, np.float32), np.empty(V, np.int32))  # work (and bits, in newer cpu.py)
-        extra = scratch[: cpu.draw_token.py_func.__code__.co_argcount - 4]
-        expected = [cpu.draw_token(z, temperature, top_k, u, *extra) for u in us]
+            pick(d_z, d_by, d_allowed, -1, np.float32(temperature), top_k, top_p, d_us, i, work, spare, tokens)
+        scratch = (np.empty(V, np.float32), np.empty(V, np.float32), np.empty(V, np.int32))
+        expected = [cpu_draw.draw_token(z, allowed, temperature, top_k, top_p, u, *scratch) for u in us]
         assert list(tokens.copy_to_host()[1:]) == expected
+        assert not set(expected) & {0, 5}
 
-    @pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (0.9, 3)])
-    def test_sampling_matches_cpu(temperature, top_k):
+    @pytest.mark.parametrize("eos", ["banned", "ends", "newline"])
+    @pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (0.9, 3, 1.0), (1.1, 0, 0.8)])
+    def test_sampling_matches_cpu(temperature, top_k, top_p, eos):
         """Prime, then 20 tokens: the same tokens, hidden state and random draws as the CPU sampler."""
+        from charrnn.sample import Draw
+
         H, V = 12, 8
         params, *_ = make_case(1, 1, H, V, seed=9)
+        params["by"][:2] += 1.5  # <unk> and <eos> likely: the rule must leave them out
+        draw = Draw(temperature, top_k, top_p, eos)
         prime = np.array([1, 4, 2, 7], np.int64)
         rng = np.random.default_rng(10)
         with CpuSampler(params, prime[:-1], threads=1) as cpu_sampler:
-            out = cpu_sampler.sample(int(prime[-1]), 20, temperature, top_k, rng, stop_id=-1)
+            out = cpu_sampler.sample(int(prime[-1]), 20, draw, rng)
         sampler, d_rng = cb.DeviceSampler(params, max_chunk=20), np.random.default_rng(10)
         sampler.advance(prime[:-1])
-        got = sampler.sample(int(prime[-1]), 20, temperature, top_k, d_rng)
-        assert len(out) == 20 and list(got) == list(out)
+        got = sampler.sample(int(prime[-1]), 20, draw, d_rng)
+        assert list(got) == list(out) and 0 not in out
+        assert len(out) == 20 if eos != "ends" else list(out).count(1) == (out[-1] == 1)
         close(sampler.hidden_state, cpu_sampler.h, "state after sampling")
         assert d_rng.random() == rng.random()  # the same number of draws was used
 
     def test_sampling_stops_like_cpu():
+        from charrnn.sample import Draw
+
         H, V = 10, 5
         params, *_ = make_case(1, 1, H, V, seed=11)
         empty = np.zeros(0, np.int64)
         with CpuSampler(params, empty, threads=1) as cpu_sampler:
-            free = cpu_sampler.sample(0, 12, 1.0, 0, np.random.default_rng(12), stop_id=-1)
-        stop = int(free[3])  # a token that comes up early
+            free = cpu_sampler.sample(0, 12, Draw(eos="newline"), np.random.default_rng(12))
+        assert 1 in free[:-1]  # <eos> comes up early: as a record's end it stops the sampler there
         rng = np.random.default_rng(12)
         with CpuSampler(params, empty, threads=1) as cpu_sampler:
-            out = cpu_sampler.sample(0, 12, 1.0, 0, rng, stop_id=stop)
+            out = cpu_sampler.sample(0, 12, Draw(eos="ends"), rng)
         sampler, d_rng = cb.DeviceSampler(params, max_chunk=12), np.random.default_rng(12)
-        got = sampler.sample(0, 12, 1.0, 0, d_rng, stop_id=stop)
-        assert len(out) < 12 and list(got) == list(out)
+        got = sampler.sample(0, 12, Draw(eos="ends"), d_rng)
+        assert len(out) < 12 and out[-1] == 1 and list(got) == list(out)
         close(sampler.hidden_state, cpu_sampler.h, "state at the stop")
         assert d_rng.random() == rng.random()
+
+
+    # ------------------------------------------------------------------ properties (as in tests/test_sampling.py)
+
+    from hypothesis import given, settings
+    from test_sampling import check_ids, check_weights, logits_and_rule, model_and_rule
+
+    @settings(max_examples=30, deadline=None)
+    @given(logits_and_rule())
+    def test_device_draw_weights_are_the_reference_distribution(case):
+        """The weights the kernel leaves in `work` (after the top-p cut) are the reference distribution."""
+        z, allowed, temperature, top_k, top_p = case
+        V = len(z)
+        tokens, work = cuda.device_array(2, np.int32), dev(np.zeros(V))
+        K.draw_token[1, cb._pow2_threads(V)](dev(z[None]), dev(np.zeros(V)), cuda.to_device(allowed), -1, np.float32(temperature),
+                                             top_k, top_p, dev([0.5], np.float64), 0, work, dev(np.zeros(V)), tokens)  # fmt: skip
+        w = work.copy_to_host()
+        check_weights(w, float(w.astype(np.float64).sum()), *case)
+        assert allowed[tokens.copy_to_host()[1]]
+
+    @settings(max_examples=12, deadline=None)
+    @given(model_and_rule(hidden=(3, 9)))
+    def test_device_sampler_never_draws_what_the_rule_leaves_out(case):
+        model, rule, n, seed, x = case
+        n = min(n, 16)
+        sampler = cb.DeviceSampler(model.params, max_chunk=n)
+        sampler.advance(np.array([1, 2]))
+        check_ids(sampler.sample(x, n, rule, np.random.default_rng(seed)), x, n, rule)
 
 
 if MODE == "sim":
@@ -472,17 +518,18 @@ if MODE == "sim":
 
     def test_sample_on_cuda_matches_cpu(runs, monkeypatch):
         """Tokens after a prime, in chunks of 4, 8, 8 (the state carried between them): 20 at temperature
-        0, and 12 drawn with a seed."""
+        0, and 12 drawn with a seed, with top-k and with top-p. The model was trained on a whole file,
+        so a sample is a stream: <eos> is never drawn and every chunk is full."""
         folder, *_ = runs
         monkeypatch.setattr(sample_module, "FIRST_CHUNK", 4)
         model = load_model(folder / "cuda.npz")
-        model.params["by"][EOS_ID] = -1e4  # never stops early: every chunk is full
         prime = model.vocab.encode_text("ab c")[0]
-        for temperature, top_k, n, sizes in ((0.0, 0, 20, [4, 8, 8]), (1.0, 3, 12, [4, 8])):
+        for temperature, top_k, top_p, n, sizes in ((0.0, 0, 1.0, 20, [4, 8, 8]), (1.0, 3, 1.0, 12, [4, 8]),
+                                                    (1.3, 0, 0.7, 12, [4, 8])):  # fmt: skip
             chunks = {}
             for device in ("cpu", "cuda"):
                 rng = np.random.default_rng(1)
-                chunks[device] = list(generate(model, prime, n, temperature, top_k, rng, device))
+                chunks[device] = list(generate(model, prime, n, temperature, top_k, rng, device, top_p=top_p))
                 chunks[device].append(rng.random())  # the same number of draws was used
             assert chunks["cuda"] == chunks["cpu"], f"t={temperature}"
             assert [len(c) for c in chunks["cuda"][:-1]] == sizes

@@ -127,6 +127,18 @@ def test_sample_streams_whole_output_to_a_file(work):
     assert b"\x1b" not in result.stdout
 
 
+def test_prime_from_a_real_pipe(work):
+    """`echo "the cat" | charrnn sample --prime -`, and --prime-file from a process substitution (a
+    pipe, read once): the same text as --prime "the cat" (echo's newline is dropped)."""
+    direct = run(["sample", "--prime", "the cat", "-l", "40", "--seed", "3"], work)
+    assert direct.returncode == 0 and direct.stdout.decode().startswith("the cat")
+    for script in (f'set -o pipefail; echo "the cat" | {SH_CHARRNN} sample --prime - -l 40 --seed 3',
+                   f'{SH_CHARRNN} sample --prime-file <(echo "the cat") -l 40 --seed 3'):  # fmt: skip
+        piped = shell(script, work)
+        assert (piped.returncode, piped.stderr) == (0, ""), script
+        assert piped.stdout == direct.stdout.decode(), script
+
+
 def test_errors_from_the_real_process(work):
     result = run(["train", "missing.txt", "-q"], work)
     assert result.returncode == 1

@@ -9,10 +9,11 @@ import pytest
 from charrnn import reference
 from charrnn.evaluate import evaluate_ids, stream_loss
 from charrnn.kernels import cpu
+from charrnn.kernels import draw as draw_kernels
 from charrnn.model import PARAM_NAMES, init_params
-from charrnn.sample import CpuSampler, generate
+from charrnn.sample import CpuSampler, Draw, generate
 from charrnn.trained import Model
-from charrnn.vocab import EOS_ID, Vocab
+from charrnn.vocab import EOS_ID, UNK_ID, Vocab
 
 
 def tiny_model(H=12, V=9, seed=0, scale=0.8):
@@ -24,16 +25,21 @@ def tiny_model(H=12, V=9, seed=0, scale=0.8):
     return Model(params=params, vocab=Vocab.from_tokens(tokens), meta={"lines": False})
 
 
+def draw(z, temperature, top_k, u, top_p=1.0, allowed=None):
+    """kernels.draw.draw_token on logits z with fresh scratch; every token allowed unless given."""
+    allowed = np.ones(z.shape, np.bool_) if allowed is None else allowed
+    scratch = (np.empty_like(z), np.empty_like(z), np.empty(z.shape, np.int32))
+    return draw_kernels.draw_token(z, allowed, temperature, top_k, top_p, u, *scratch)
+
+
 def test_draw_token_follows_the_softmax():
     z = np.array([0.5, 2.0, -1.0, 1.0, 0.0], np.float32)
-    work = np.empty_like(z)
-    bits = np.empty(z.shape, np.int32)
     rng = np.random.default_rng(0)
     n = 40000
     for temperature in (1.0, 0.5):
         counts = np.zeros(5)
         for u in rng.random(n):
-            counts[cpu.draw_token(z, temperature, 0, u, work, bits)] += 1
+            counts[draw(z, temperature, 0, u)] += 1
         p = np.exp(z / temperature - np.max(z / temperature))
         p /= p.sum()
         np.testing.assert_allclose(counts / n, p, atol=4 * np.sqrt(p * (1 - p) / n).max())
@@ -41,12 +47,10 @@ def test_draw_token_follows_the_softmax():
 
 def test_draw_token_top_k_and_argmax():
     z = np.array([0.5, 2.0, -1.0, 1.0, 0.0], np.float32)
-    work = np.empty_like(z)
-    bits = np.empty(z.shape, np.int32)
-    draws = {cpu.draw_token(z, 1.0, 2, u, work, bits) for u in np.linspace(0, 0.999, 500)}
+    draws = {draw(z, 1.0, 2, u) for u in np.linspace(0, 0.999, 500)}
     assert draws == {1, 3}  # only the two largest logits
-    assert cpu.draw_token(z, 0.0, 0, 0.3, work, bits) == 1
-    assert all(cpu.draw_token(z, 1.0, 1, u, work, bits) == 1 for u in (0.0, 0.5, 0.99))
+    assert draw(z, 0.0, 0, 0.3) == 1
+    assert all(draw(z, 1.0, 1, u) == 1 for u in (0.0, 0.5, 0.99))
 
 
 def test_kth_largest_matches_sorting():
@@ -54,13 +58,13 @@ def test_kth_largest_matches_sorting():
     for V in (1, 2, 3, 7, 67, 300):
         for values in (rng.normal(size=V), rng.integers(0, 4, V)):  # distinct, and many ties
             a = values.astype(np.float32)
-            work = np.empty_like(a)
             for k in range(1, V + 1):
-                assert cpu.kth_largest(a, k, work) == np.sort(a)[V - k], (V, k)
+                assert draw_kernels.kth_largest(a.copy(), V, k) == np.sort(a)[V - k], (V, k)
 
 
 def test_sampling_steps_match_the_reference_recurrence():
-    """With temperature 0 each generated token is the argmax of the reference model's next distribution."""
+    """With temperature 0 each generated token is the argmax of the reference model's next
+    distribution, less <unk> and <eos> (a stream of a model of whole files draws neither)."""
     model = tiny_model()
     prime = np.array([2, 3, 4])
     text = "".join(generate(model, prime, 20, temperature=0.0))
@@ -70,12 +74,14 @@ def test_sampling_steps_match_the_reference_recurrence():
     for i in range(len(ids)):
         xs = context[: len(prime) + 1 + i].reshape(-1, 1)
         _, _, probs = reference.forward(p64, xs, np.zeros_like(xs), np.zeros((1, 12)))
-        assert np.argmax(probs[-1, 0]) == ids[i]
+        allowed = probs[-1, 0].copy()
+        allowed[[UNK_ID, EOS_ID]] = -1.0
+        assert np.argmax(allowed) == ids[i]
 
 
 def test_same_seed_same_text_and_stop_at_eos():
     model = tiny_model(scale=1.5)
-    sample = lambda seed: "".join(generate(model, [], 300, 1.0, 0, np.random.default_rng(seed)))  # noqa: E731
+    sample = lambda seed: "".join(generate(model, [], 300, 1.0, 0, np.random.default_rng(seed), until_eos=True))  # noqa: E731
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
     lengths = [len(sample(s)) for s in range(20)]
@@ -92,7 +98,7 @@ def test_two_threads_give_the_same_text(H, scale):
             for threads in (1, 2)
         }
         assert texts[1] == texts[2]
-    stopped = ["".join(generate(model, [], 400, 1.5, 0, np.random.default_rng(s), threads=2)) for s in range(12)]
+    stopped = ["".join(generate(model, [], 400, 1.5, 0, np.random.default_rng(s), threads=2, until_eos=True)) for s in range(12)]
     assert min(map(len, stopped)) < 400  # ended at EOS inside a chunk: the helper was stopped there
 
 
@@ -104,7 +110,8 @@ def test_the_sampler_does_the_helpers_part_when_the_helper_is_not_running():
     def sample(split):
         sampler = CpuSampler(p, np.array([2, 3]), threads=1)
         out = np.empty(500, np.int64)
-        args = (p["Wxh"], sampler.panels, p["bh"], p["by"], 1.0, 0, -1, np.random.default_rng(7), out, sampler.u)
+        rule = (Draw().allowed(p.vocab_size), -1, 1.0, 0, 1.0, -1)
+        args = (p["Wxh"], sampler.panels, p["bh"], p["by"], *rule, np.random.default_rng(7), out, sampler.u)
         n = cpu.sample_tokens(4, sampler.h, *args, np.zeros(32, np.int64), split)
         return out[:n], sampler.h
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from charrnn.kernels.draw import draw_token
 from charrnn.kernels.elementwise import exp_shifted_into, like, tanh_into
 from charrnn.kernels.jit import kernel
 from charrnn.kernels.packed import MATRIX_GROUP, VECTOR_GROUP, matmul_groups, matmul_panels, panels_of
@@ -224,82 +225,24 @@ def matvec_helper(h, W_panels, u, first, flags):
 
 
 @kernel
-def kth_largest(a, k, work):
-    """The k-th largest of a (V,), 1 <= k <= V, by quickselect on work (V,), a scratch copy.
-    (Cheaper to compile than numba's sort, and O(V) on average.)"""
-    n = a.shape[0]
-    for i in range(n):
-        work[i] = a[i]
-    target = n - k  # its index in ascending order
-    lo, hi = 0, n - 1
-    while lo < hi:
-        pivot = work[(lo + hi) // 2]
-        i, j = lo, hi
-        while i <= j:  # Hoare partition: work[lo..j] <= pivot <= work[i..hi]
-            while work[i] < pivot:
-                i += 1
-            while work[j] > pivot:
-                j -= 1
-            if i <= j:
-                work[i], work[j] = work[j], work[i]
-                i += 1
-                j -= 1
-        if target <= j:
-            hi = j
-        elif target >= i:
-            lo = i
-        else:
-            break  # work[j+1..i-1] all equal the pivot
-    return work[target]
-
-
-@kernel(fastmath=True)
-def draw_token(z, temperature, top_k, u, work, bits):
-    """Pick a token from logits z (V,): argmax when temperature == 0, else a draw from
-    softmax(z / temperature) restricted to the top_k largest logits (top_k <= 0: all).
-    u is a uniform number in [0, 1); work (V,) and bits (V,) int32 are scratch.
-    """
-    V = z.shape[0]
-    if temperature == 0.0:
-        return np.argmax(z)
-    threshold = -np.inf
-    if 0 < top_k < V:
-        threshold = kth_largest(z, top_k, work)
-    inv_t = like(z, 1.0 / temperature)
-    for k in range(V):
-        work[k] = z[k] * inv_t
-    exp_shifted_into(work, np.max(work), work, bits)
-    s = 0.0
-    for k in range(V):
-        if z[k] < threshold:
-            work[k] = 0.0
-        s += work[k]
-    target = u * s
-    acc = 0.0
-    last = 0
-    for k in range(V):
-        if work[k] > 0.0:
-            acc += work[k]
-            last = k
-            if acc > target:
-                return k
-    return last  # rounding left target just above the total: take the last candidate
-
-
-@kernel
-def sample_tokens(x, h, Wxh, W_panels, bh, by, temperature, top_k, stop_id, rng, out, u, flags, split):
+def sample_tokens(x, h, Wxh, W_panels, bh, by, allowed, no_repeat, temperature, top_k, top_p, stop_id, rng, out, u, flags, split):
     """Generate up to len(out) tokens for one stream, starting from input token x and state h (H,).
 
-    Each step feeds the current token, then draws the next from softmax(Why @ h + by).
-    h is updated in place; stops early after emitting stop_id (pass -1 never to stop).
-    W_panels from sampler_panels; u (1, H+V) scratch. This thread computes the groups of W h
-    before `split`; when split < the number of groups a matvec_helper thread computes the rest
-    (or, for the steps it has not claimed in time, this thread does), and is sent STOP on return. Returns how many tokens were written to out (N,).
+    Each step feeds the current token, then draws the next from the logits Why @ h + by by the rule
+    of charrnn.kernels.draw (allowed (V,) bool: the tokens that may be drawn; temperature, top_k,
+    top_p), with one rng.random() per token (none at temperature 0). The token no_repeat (-1: none)
+    is not drawn right after itself: <eos> never follows <eos>, since training never has an empty
+    record. allowed is changed for a step and restored. h is updated in place; stops
+    early after emitting stop_id (pass -1 never to stop). W_panels from sampler_panels; u (1, H+V)
+    scratch. This thread computes the groups of W h before `split`; when split < the number of
+    groups a matvec_helper thread computes the rest (or, for the steps it has not claimed in time,
+    this thread does), and is sent STOP on return. Returns how many tokens were written to out (N,).
     """
     H = h.shape[0]
     V = by.shape[0]
     z = np.empty(V, dtype=h.dtype)
-    work = np.empty(V, dtype=h.dtype)
+    w = np.empty(V, dtype=h.dtype)
+    scratch = np.empty(V, dtype=h.dtype)
     bits = np.empty(V, np.int32)
     h_row = h.reshape(1, H)
     helped = split < W_panels.shape[0]
@@ -320,7 +263,12 @@ def sample_tokens(x, h, Wxh, W_panels, bh, by, temperature, top_k, stop_id, rng,
         for k in range(V):
             z[k] = u[0, H + k] + by[k]
         r = rng.random() if temperature != 0.0 else 0.0
-        x = draw_token(z, temperature, top_k, r, work, bits)
+        repeat = x == no_repeat and allowed[x]
+        if repeat:
+            allowed[x] = False
+        x = draw_token(z, allowed, temperature, top_k, top_p, r, w, scratch, bits)
+        if repeat:
+            allowed[no_repeat] = True
         out[i] = x
         if x == stop_id:
             n = i + 1

@@ -16,6 +16,8 @@ import math
 import numba
 from numba import cuda
 
+from charrnn.kernels.cuda_draw import draw_token  # noqa: F401  sampling, in its own file (as draw.py on the CPU)
+
 f32 = numba.float32
 f64 = numba.float64
 
@@ -355,64 +357,6 @@ def adam_update(p, g, m, v, alpha, beta1, beta2, eps_hat, stats):
         p[i] -= alpha * mi / (math.sqrt(vi) + eps_hat)
 
 
-# --------------------------------------------------------------------------- sampling
-
-
-@cuda.jit
-def draw_token(logits, by, temperature, top_k, uniforms, i, work, tokens):
-    """Pick tokens[i + 1] from z = logits[0] + by (V,), as cpu.draw_token: argmax when temperature
-    == 0, else a draw with the uniform number uniforms[i] from softmax(z / temperature) restricted
-    to the top_k largest logits (top_k <= 0: all; ties at the k-th value are kept).
-
-    logits (1, V) = Why @ h, by (V,), uniforms (n,) float64 made on the host, work (V,) float32
-    scratch, tokens (n+1,) int32 (tokens[i] was the input). Launch: grid (1,), block (nt,).
-    Threads compute the masked exponentials; thread 0 does the short serial parts (max, sum, scan)
-    in the CPU's order, so the same uniform picks the same token.
-    """
-    V = by.shape[0]
-    tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-    shared = cuda.shared.array(1, numba.float32)
-    if tid == 0:
-        zmax = logits[0, 0] + by[0]
-        best = 0
-        for k in range(1, V):
-            z = logits[0, k] + by[k]
-            if z > zmax:
-                zmax, best = z, k
-        shared[0] = zmax
-        if temperature == 0.0:
-            tokens[i + 1] = best
-    if temperature == 0.0:
-        return
-    cuda.syncthreads()
-    zmax = shared[0]
-    for k in range(tid, V, nt):
-        z = logits[0, k] + by[k]
-        keep = True
-        if 0 < top_k < V:  # in the top k <=> fewer than k logits are strictly larger
-            larger = 0
-            for w in range(V):
-                if logits[0, w] + by[w] > z:
-                    larger += 1
-            keep = larger < top_k
-        work[k] = math.exp((z - zmax) / temperature) if keep else f32(0.0)
-    cuda.syncthreads()  # makes the block's global writes to work visible to thread 0
-    if tid == 0:
-        s = f64(0.0)
-        for k in range(V):
-            s += work[k]
-        target = uniforms[i] * s
-        acc = f64(0.0)
-        last = 0
-        for k in range(V):
-            if work[k] > 0.0:
-                acc += work[k]
-                last = k
-                if acc > target:
-                    break
-        tokens[i + 1] = last  # the first k past target; the last candidate if rounding left none
-
-
 # Argument types of every kernel as charrnn.cuda_backend launches them (all arrays C-contiguous):
 # tests/test_cuda_sim.py compiles each to PTX for a real GPU architecture with these.
 _M, _V, _I = "float32[:, ::1]", "float32[::1]", "int32[::1]"
@@ -431,5 +375,5 @@ SIGNATURES = {
     "sgd_update": f"void({_V}, {_V}, float32, float64[::1])",
     "adagrad_update": f"void({_V}, {_V}, {_V}, float32, float32, float64[::1])",
     "adam_update": f"void({_V}, {_V}, {_V}, {_V}, float32, float32, float32, float32, float64[::1])",
-    "draw_token": f"void({_M}, {_V}, float32, int64, float64[::1], int64, {_V}, {_I})",
+    "draw_token": f"void({_M}, {_V}, boolean[::1], int64, float32, int64, float64, float64[::1], int64, {_V}, {_V}, {_I})",
 }
