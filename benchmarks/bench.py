@@ -28,7 +28,7 @@ TRAIN_STEPS = {128: 2000, 512: 250}  # timed steps: about 10 s each for charrnn 
 WARMUP_STEPS = 20
 BLOCKS = 5  # the timed steps are cut into blocks; the median block rate is reported
 UNSTABLE = 0.25  # blocks further apart than this (relative to the median) mark a busy machine
-SAMPLE_CHARS, SAMPLE_REPEATS, TEMPERATURE = 20_000, 3, 0.8
+SAMPLE_CHARS, SAMPLE_REPEATS, TEMPERATURE, TOP_P = 20_000, 5, 0.8, 0.95
 QUICK = 5  # --quick divides the work by this (about 2 s per measurement)
 
 
@@ -118,29 +118,29 @@ def steady(rates, unstable, label):
 
 
 def random_model(corpus, H):
-    """A charrnn Model of hidden size H with random weights. <eos> gets a bias of -1e4, so sampling
-    never stops early and both samplers produce exactly the length asked for."""
+    """A charrnn Model of hidden size H with random weights (init_params, seed 0), trained on whole
+    files, so that its samples are streams (charrnn never draws <eos> there)."""
     from charrnn.model import init_params
     from charrnn.trained import Model
-    from charrnn.vocab import EOS_ID
 
     params = init_params(H, corpus.vocab.size, np.random.default_rng(0))
-    params["by"][EOS_ID] = -1e4
-    return Model(params=params, vocab=corpus.vocab, meta={})
+    return Model(params=params, vocab=corpus.vocab, meta={"lines": False})
 
 
-def charrnn_sample_rate(model, n, repeats, device):
-    """Characters per second of `charrnn.sample.generate` (one stream), best of `repeats`."""
+def charrnn_sample_rates(model, n, repeats, device, top_ps=(1.0,)):
+    """{top_p: characters per second} of `charrnn.sample.generate` (one stream), best of `repeats`,
+    counting the characters it actually produced. The top-p values take turns, so that a change in
+    the machine's speed during the measurement falls on all of them alike."""
     from charrnn.sample import generate
 
     rng = np.random.default_rng(0)
     "".join(generate(model, [], 500, TEMPERATURE, 0, rng, device))  # compiles, or loads the numba cache
-    best = 0.0
+    best = dict.fromkeys(top_ps, 0.0)
     for _ in range(repeats):
-        start = time.perf_counter()
-        text = "".join(generate(model, [], n, TEMPERATURE, 0, rng, device))
-        best = max(best, len(text) / (time.perf_counter() - start))
-        assert len(text) == n, len(text)
+        for top_p in top_ps:
+            start = time.perf_counter()
+            text = "".join(generate(model, [], n, TEMPERATURE, 0, rng, device, top_p=top_p))
+            best[top_p] = max(best[top_p], len(text) / (time.perf_counter() - start))
     return best
 
 
@@ -195,15 +195,20 @@ def wall(args, cache=None, repeats=1):
 
 
 def startup_times(corpus_path, tmp, device):
-    """{name: seconds}: --help; sample with a warm cache; first runs (empty NUMBA_CACHE_DIR) of sample and train."""
-    ckpt = str(tmp / "small.npz")
-    tiny_train = ["train", str(corpus_path), "--hidden", "64", "--steps", "50", "--out", ckpt, "--quiet", "--device", device]
-    sample = ["sample", "-m", ckpt, "--length", "200", "--seed", "0", "--device", device]
+    """{name: seconds}: --help; sample with a warm cache (H = 64 and 512); first runs (empty
+    NUMBA_CACHE_DIR) of sample and train. On the CPU the commands run as a user types them, with
+    the default --device auto (which then finds no GPU); else with --device cuda."""
+    flag = [] if device == "cpu" else ["--device", device]
+    ckpt = {H: str(tmp / f"h{H}.npz") for H in (64, 512)}
+    tiny_train = ["train", str(corpus_path), "--hidden", "64", "--steps", "50", "--out", ckpt[64], "--quiet", *flag]
+    sample = {H: ["sample", "-m", ckpt[H], "--length", "200", "--seed", "0", *flag] for H in ckpt}
     times = {"help": wall(["--help"], repeats=5)}
     times["train_cold"] = wall(tiny_train, cache=tmp / "cache-train")
     times["train_warm"] = wall(tiny_train, cache=tmp / "cache-train", repeats=3)
-    times["sample_cold"] = wall(sample, cache=tmp / "cache-sample")
-    times["sample_warm"] = wall(sample, cache=tmp / "cache-sample", repeats=5)
+    wall(["train", str(corpus_path), "--hidden", "512", "--steps", "3", "--out", ckpt[512], "--quiet", *flag], cache=tmp / "cache-train")
+    times["sample_cold"] = wall(sample[64], cache=tmp / "cache-sample")
+    for H in ckpt:
+        times[f"sample_warm_{H}"] = wall(sample[H], cache=tmp / "cache-sample", repeats=5)
     return times
 
 
@@ -279,13 +284,18 @@ def main():
         ours = train_rates[H] = steady(charrnn_train_rates(corpus, H, bounds, args.device), unstable, f"charrnn H={H}")
         peer = steady(peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device), unstable, f"PyTorch H={H}")
         rows.append((f"training, chars/s ({steps} steps)", H, f"{ours:,.0f}", f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))
+    nucleus = []
     for H in SIZES:
         n = SAMPLE_CHARS // scale
-        progress(f"sampling H={H}: {n:,} chars, best of {SAMPLE_REPEATS}")
+        progress(f"sampling H={H}: {n:,} chars, best of {SAMPLE_REPEATS}, plain and with top-p {TOP_P}")
         model = random_model(corpus, H)
-        ours = charrnn_sample_rate(model, n, SAMPLE_REPEATS, args.device)
+        ours = charrnn_sample_rates(model, n, SAMPLE_REPEATS, args.device, (1.0, TOP_P))
         peer = peer_torch.sample_rate(model.params, corpus.vocab, n, TEMPERATURE, SAMPLE_REPEATS, device)
-        rows.append((f"sampling, chars/s (t={TEMPERATURE}, 1 stream)", H, f"{ours:,.0f}", f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))
+        rows.append((f"sampling, chars/s (t={TEMPERATURE}, 1 stream)", H, f"{ours[1.0]:,.0f}", f"{peer:,.0f} (PyTorch)",
+                     f"{ours[1.0] / peer:.2f}×"))  # fmt: skip
+        nucleus.append((f"sampling with --top-p {TOP_P}, chars/s (t={TEMPERATURE})", H, f"{ours[TOP_P]:,.0f}",
+                        f"{ours[1.0]:,.0f} (charrnn, no top-p)", f"{ours[TOP_P] / ours[1.0]:.2f}×"))  # fmt: skip
+    rows += nucleus
 
     progress("float32 2048² matrix product")
     threads = peer_torch.THREADS
@@ -300,9 +310,11 @@ def main():
         s = startup_times(args.corpus, Path(tmp), args.device)
     rows += [
         ("start-up: `charrnn --help`, s (best of 5)", "", f"{s['help']:.2f}", "", ""),
-        ("start-up: `charrnn sample --length 200`, warm cache, s (best of 5)", 64, f"{s['sample_warm']:.2f}", "", ""),
+        ("start-up: `charrnn sample --length 200`, warm cache, s (best of 5)", 64, f"{s['sample_warm_64']:.2f}", "", ""),
+        ("start-up: `charrnn sample --length 200`, warm cache, s (best of 5)", 512, f"{s['sample_warm_512']:.2f}",
+         "0.5 (target)", ""),
         ("first run: `charrnn sample`, empty cache, s (compile ≈ cold − warm)", 64, f"{s['sample_cold']:.2f}",
-         f"{s['sample_warm']:.2f} (warm)", f"+{s['sample_cold'] - s['sample_warm']:.1f} s"),
+         f"{s['sample_warm_64']:.2f} (warm)", f"+{s['sample_cold'] - s['sample_warm_64']:.1f} s"),
         ("first run: `charrnn train --steps 50`, empty cache, s (compile ≈ cold − warm)", 64, f"{s['train_cold']:.2f}",
          f"{s['train_warm']:.2f} (warm, best of 3)", f"+{s['train_cold'] - s['train_warm']:.1f} s"),
     ]

@@ -13,6 +13,7 @@ charrnn (or this module) stays cheap and works without numba-cuda or a driver.
 """
 
 import math
+import os
 
 import numpy as np
 
@@ -48,6 +49,8 @@ def cuda_status():
             "numba-cuda is not installed (pip install 'charrnn[cuda12]' or 'charrnn[cuda13]', "
             "to match the driver's CUDA version)"
         )
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0") and not _driver_loads():
+        return False, "no CUDA driver was found (the NVIDIA driver's libcuda could not be loaded)"
     try:
         cuda = _cuda()
         if cuda.is_available():
@@ -55,6 +58,28 @@ def cuda_status():
         return False, "no CUDA GPU or driver was found (numba-cuda reports none)"
     except Exception as error:  # a broken driver or toolkit install
         return False, f"CUDA could not start: {error}"
+
+
+def _driver_loads():
+    """Whether the CUDA driver library loads, tried by the names and folders numba-cuda tries. It takes
+    a millisecond where importing numba-cuda to ask it takes about 250 ms, so `--device auto` (the
+    default) on a machine without a GPU driver costs nothing."""
+    import ctypes
+    import sys
+
+    if sys.platform == "win32":
+        load, names, folders = getattr(ctypes, "WinDLL", ctypes.CDLL), ["nvcuda.dll"], ["\\windows\\system32"]
+    elif sys.platform == "darwin":
+        load, names, folders = ctypes.CDLL, ["libcuda.dylib"], ["/usr/local/cuda/lib"]
+    else:
+        load, names, folders = ctypes.CDLL, ["libcuda.so", "libcuda.so.1"], ["/usr/lib", "/usr/lib64", "/usr/lib/wsl/lib"]
+    for path in names + [os.path.join(folder, name) for folder in folders for name in names]:
+        try:
+            load(path)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def cuda_available():
@@ -389,7 +414,7 @@ class DeviceSampler:
         self.cur = 0
         self.h_start = _zeros((1, H))
         self.logits = _zeros((1, V))
-        self.work, self.spare = _zeros(V), _zeros(V)
+        self.work, self.spare = _zeros(V), _zeros(2 * V)  # spare: two (V,) halves for the top-p cut
         self.allowed = {}  # the (V,) bool allowed tokens of each draw rule, on the device
         self.tokens = _zeros(max_chunk + 1, np.int32)  # tokens[0] the input, tokens[i + 1] drawn at step i
         self.uniforms = _zeros(max_chunk, np.float64)

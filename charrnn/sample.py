@@ -176,13 +176,17 @@ def _spawned(seeds):
 
 
 HELPER_MIN_HIDDEN = 256  # below this a step's product takes too little time for a second thread to pay
+# The helper thread starts once this many tokens are drawn: starting it (and loading its kernel) takes
+# about 12 ms, more than 448 tokens cost on one thread at H = 512; a short sample never needs it.
+HELPER_AFTER = FIRST_CHUNK * 7
 
 
 class CpuSampler:
     """Feeds the context from h = 0, then draws chunks of tokens (cpu.sample_tokens); with 2 threads
-    a helper thread computes part of every step's matrix-vector product (cpu.matvec_helper)."""
+    a helper thread computes part of every step's matrix-vector product (cpu.matvec_helper), from
+    the HELPER_AFTER-th token on. The tokens are the same with one thread or two."""
 
-    def __init__(self, p, context, threads=None):
+    def __init__(self, p, context, threads=None, helper_after=None):
         self.p, H, V = p, p.hidden, p.vocab_size
         self.panels = cpu.sampler_panels(p["Whh"], p["Why"])  # (H+V, H) packed once
         self.h = np.zeros(H, np.float32)  # (H,)
@@ -190,9 +194,10 @@ class CpuSampler:
         cpu.rnn_advance(context, self.h, p["Wxh"], self.panels, p["bh"], self.u)
         if threads is None:
             threads = 2 if H >= HELPER_MIN_HIDDEN and available_cores() >= 2 else 1
-        groups = self.panels.shape[0]
-        self.split = groups if threads == 1 or groups < 2 else groups // 2  # groups before split: this thread
-        self.helper = SpinHelper(cpu.GO, cpu.STOP) if self.split < groups else None
+        self.groups = self.panels.shape[0]
+        self.split = self.groups if threads == 1 or self.groups < 2 else self.groups // 2  # this thread's groups
+        self.helper, self.drawn = None, 0
+        self.helper_after = HELPER_AFTER if helper_after is None else helper_after
 
     def __enter__(self):
         return self
@@ -207,11 +212,14 @@ class CpuSampler:
         p, out = self.p, np.empty(n, np.int64)
         rule = (draw.allowed(p.vocab_size), draw.no_repeat, draw.temperature, draw.top_k, draw.top_p, draw.stop_id)
         args = (x, self.h, p["Wxh"], self.panels, p["bh"], p["by"], *rule, rng, out, self.u)
+        if self.helper is None and self.split < self.groups and self.drawn >= self.helper_after:
+            self.helper = SpinHelper(cpu.GO, cpu.STOP)
         if self.helper is None:
-            n = cpu.sample_tokens(*args, np.zeros(32, np.int64), self.split)
+            n = cpu.sample_tokens(*args, np.zeros(32, np.int64), self.groups)
         else:
             with self.helper.running(cpu.matvec_helper, self.h, self.panels, self.u, self.split) as flags:
                 n = cpu.sample_tokens(*args, flags, self.split)
+        self.drawn += n
         return out[:n]
 
 

@@ -87,6 +87,24 @@ if MODE is None:
         done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
 
+    def test_device_auto_without_a_driver_leaves_cuda_alone():
+        """With no CUDA driver library to load, --device auto (the default) answers "cpu" without
+        importing numba-cuda (about 250 ms of start-up)."""
+        from charrnn.cuda_backend import _driver_loads
+
+        if _driver_loads():
+            pytest.skip("this machine has a CUDA driver")
+        code = (
+            "import sys\n"
+            "from charrnn.device import resolve_device\n"
+            "assert resolve_device('auto') == 'cpu'\n"
+            f"bad = {CUDA_MODULES}\n"
+            "assert not bad, bad\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k not in ("CHARRNN_DEVICE", "NUMBA_ENABLE_CUDASIM")}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+
     @pytest.mark.skipif(HAVE_NUMBA_CUDA, reason="numba-cuda is installed")
     def test_cuda_unavailable_without_numba_cuda():
         from charrnn.cuda_backend import cuda_available, cuda_status
@@ -348,7 +366,7 @@ if MODE == "sim":
         us = np.linspace(0.0, 0.999, 25)
         tokens = cuda.device_array(26, np.int32)
         pick = K.draw_token[1, cb._pow2_threads(V)]
-        d_z, d_by, d_us, work, spare = dev(z[None]), dev(np.zeros(V)), dev(us, np.float64), dev(np.zeros(V)), dev(np.zeros(V))
+        d_z, d_by, d_us, work, spare = dev(z[None]), dev(np.zeros(V)), dev(us, np.float64), dev(np.zeros(V)), dev(np.zeros(2 * V))
         d_allowed = cuda.to_device(allowed)
         for i in range(len(us)):
             pick(d_z, d_by, d_allowed, -1, np.float32(temperature), top_k, top_p, d_us, i, work, spare, tokens)
@@ -411,7 +429,7 @@ if MODE == "sim":
         V = len(z)
         tokens, work = cuda.device_array(2, np.int32), dev(np.zeros(V))
         K.draw_token[1, cb._pow2_threads(V)](dev(z[None]), dev(np.zeros(V)), cuda.to_device(allowed), -1, np.float32(temperature),
-                                             top_k, top_p, dev([0.5], np.float64), 0, work, dev(np.zeros(V)), tokens)  # fmt: skip
+                                             top_k, top_p, dev([0.5], np.float64), 0, work, dev(np.zeros(2 * V)), tokens)  # fmt: skip
         w = work.copy_to_host()
         check_weights(w, float(w.astype(np.float64).sum()), *case)
         assert allowed[tokens.copy_to_host()[1]]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from charrnn import reference
+from charrnn import sample as sample_module
 from charrnn.evaluate import evaluate_ids, stream_loss
 from charrnn.kernels import cpu
 from charrnn.kernels import draw as draw_kernels
@@ -89,8 +90,11 @@ def test_same_seed_same_text_and_stop_at_eos():
 
 
 @pytest.mark.parametrize("H,scale", [(60, 0.5), (300, 0.15)])  # 2 and 5 groups of 64 columns
-def test_two_threads_give_the_same_text(H, scale):
+@pytest.mark.parametrize("helper_after", [0, None])  # the helper from the first token, or from HELPER_AFTER
+def test_two_threads_give_the_same_text(H, scale, helper_after, monkeypatch):
     """The helper thread computes part of each step's product; the text is bitwise the same."""
+    if helper_after is not None:
+        monkeypatch.setattr(sample_module, "HELPER_AFTER", helper_after)
     model = tiny_model(H=H, scale=scale)
     for seed, temperature, top_k in [(3, 1.0, 0), (4, 0.7, 3), (5, 0.0, 0)]:
         texts = {
@@ -121,11 +125,13 @@ def test_the_sampler_does_the_helpers_part_when_the_helper_is_not_running():
     assert len(alone) == 500 and np.array_equal(alone, stolen) and np.array_equal(h_alone, h_stolen)
 
 
-def test_the_helper_thread_ends_with_the_sample():
+def test_the_helper_thread_starts_late_and_ends_with_the_sample():
     model = tiny_model(H=300, scale=0.15)
-    model.params["by"][EOS_ID] = -1e4  # never ends by itself
     chunks = generate(model, [], 10_000, 1.0, 0, np.random.default_rng(0), threads=2)
-    assert next(chunks)
+    assert len(next(chunks)) == sample_module.FIRST_CHUNK
+    assert not any(t.name.startswith("charrnn-helper") for t in threading.enumerate())  # not for a short sample
+    for _ in range(3):
+        next(chunks)  # 64 + 128 + 256 + 512 tokens
     assert any(t.name.startswith("charrnn-helper") for t in threading.enumerate())
     chunks.close()  # a consumer that stops reading (e.g. `| head`)
     assert not any(t.name.startswith("charrnn-helper") for t in threading.enumerate())

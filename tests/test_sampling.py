@@ -125,7 +125,7 @@ def test_draws_come_from_the_kept_set(case, us):
 @given(arrays(np.float32, st.integers(1, 60), elements=st.floats(2**-100, 1.0, width=32)), st.floats(1e-6, 1.2))
 def test_nucleus_cut_against_sorting(values, fraction):
     need = fraction * float(values.astype(np.float64).sum())
-    cut = kernels.nucleus_cut(values.copy(), len(values), need)
+    cut = kernels.nucleus_cut(values.copy(), len(values), need, np.empty_like(values))
     ranked = np.sort(values.astype(np.float64))[::-1]
     reaches = np.flatnonzero(np.cumsum(ranked) >= need)
     if not reaches.size:  # even everything falls short: keep everything
@@ -180,7 +180,7 @@ def check_ids(ids, x, n, rule):
 @given(model_and_rule())
 def test_sampler_never_draws_what_the_rule_leaves_out(threads, case):
     model, rule, n, seed, x = case
-    with CpuSampler(model.params, np.array([EOS_ID, 2]), threads) as sampler:
+    with CpuSampler(model.params, np.array([EOS_ID, 2]), threads, helper_after=0) as sampler:
         ids = sampler.sample(x, n, rule, np.random.default_rng(seed))
     check_ids(ids, x, n, rule)
     if threads == 2:

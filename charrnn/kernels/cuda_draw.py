@@ -16,37 +16,34 @@ f64 = numba.float64
 
 
 @cuda.jit(device=True, inline="always")
-def nucleus_cut(values, n, need):
-    """charrnn.kernels.draw.nucleus_cut, by one thread: the smallest c among values[:n] (positive
-    weights) whose values >= c sum to at least `need`; 0 when all of them fall short. Reorders values[:n]."""
-    lo, hi = 0, n
+def nucleus_cut(values, n, need, spare):
+    """charrnn.kernels.draw.nucleus_cut, by one thread and in the same order: the smallest c among
+    values[:n] (positive weights) whose values >= c sum to at least `need`; 0 when all of them fall
+    short. Reorders values[:n]; spare (n or more) is scratch."""
     above = f64(0.0)
-    while lo < hi:
-        pivot = values[(lo + hi) // 2]
-        gt, i, lt = lo, lo, hi  # values[lo:gt] > pivot, values[gt:i] == pivot, values[lt:hi] < pivot
+    while n > 0:
+        pivot = values[n // 2]
+        n_larger = 0
+        n_smaller = 0
         larger = f64(0.0)
-        while i < lt:
+        for i in range(n):
             v = values[i]
+            spare[n_larger] = v
+            values[n_smaller] = v
             if v > pivot:
-                values[i] = values[gt]
-                values[gt] = v
+                n_larger += 1
                 larger += v
-                gt += 1
-                i += 1
             elif v < pivot:
-                lt -= 1
-                values[i] = values[lt]
-                values[lt] = v
-            else:
-                i += 1
-        equal = f64(pivot) * (lt - gt)
+                n_smaller += 1
+        equal = f64(pivot) * (n - n_larger - n_smaller)
         if above + larger >= need:
-            hi = gt
+            values, spare = spare, values
+            n = n_larger
         elif above + larger + equal >= need:
             return pivot
         else:
             above += larger + equal
-            lo = lt
+            n = n_smaller
     return f32(0.0)
 
 
@@ -63,7 +60,7 @@ def draw_token(logits, by, allowed, no_repeat, temperature, top_k, top_p, unifor
     drawn right after itself, as in cpu.sample_tokens.
 
     logits (1, V) = Why @ h, by (V,), allowed (V,) bool, uniforms (n,) float64 made on the host,
-    work and spare (V,) float32 scratch, tokens (n+1,) int32 (tokens[i] was the input).
+    work (V,) and spare (2V,) float32 scratch, tokens (n+1,) int32 (tokens[i] was the input).
     Launch: grid (1,), block (nt,).
     """
     V = by.shape[0]
@@ -105,9 +102,9 @@ def draw_token(logits, by, allowed, no_repeat, temperature, top_k, top_p, unifor
             m = 0
             for k in range(V):
                 if work[k] > 0.0:
-                    spare[m] = work[k]
+                    spare[m] = work[k]  # spare[:V]
                     m += 1
-            least = nucleus_cut(spare, m, top_p * total)
+            least = nucleus_cut(spare[:V], m, top_p * total, spare[V:])
             total = f64(0.0)
             for k in range(V):
                 if work[k] < least:

@@ -1,0 +1,102 @@
+"""Where the start-up time of `charrnn sample --length 200` goes, stage by stage, with a warm kernel cache.
+
+    python benchmarks/startup.py                 # H = 512, 15 fresh processes
+    python benchmarks/startup.py --hidden 64 --runs 30
+
+A checkpoint of hidden size H is trained for 3 steps on corpora/lighthouse.txt in a temporary folder,
+with its own numba cache, warmed by one run of the command. Then each run is a fresh Python process
+that takes the command's own path (charrnn.cli's sample) one stage at a time, stamping the clock
+after each; the parent stamps the spawn and the exit. The table gives each stage's fastest and median
+time over the runs, and the last row the whole real command, best of the same number of runs.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The child: the stages of `charrnn sample -m CKPT --length 200 --seed 0` (charrnn.cli.sample and
+# main), one after the other. Prints the wall clock (time.time) after each stage, as JSON.
+CHILD = r"""
+import time; stamps = [time.time()]
+import gc, json, sys
+gc.disable()  # as charrnn.cli.main
+def stage(): stamps.append(time.time())
+import charrnn.cli; stage()
+import numpy as np; stage()
+from charrnn.sample import CpuSampler, encode_prime, generate, sample_rngs; from charrnn.trained import load_model; stage()
+from charrnn.device import resolve_device; device = resolve_device("auto"); stage()
+model = load_model(sys.argv[1]); stage()
+from charrnn.kernels import cpu; p = model.params; panels = cpu.sampler_panels(p["Whh"], p["Why"]); stage()
+u = np.empty((1, p.hidden + p.vocab_size), np.float32)
+cpu.rnn_advance(np.array([1], np.int64), np.zeros(p.hidden, np.float32), p["Wxh"], panels, p["bh"], u); stage()
+ids, _ = encode_prime(model.vocab, "", model.lines)
+text = "".join(generate(model, ids, 200, 1.0, 0, next(sample_rngs(0)), device)); stage()
+sys.stdout.write(json.dumps(stamps) + "\n"); sys.stdout.flush()
+gc.freeze()
+"""
+
+STAGES = [
+    "interpreter start-up (python, site, numba-cuda's import hook when installed)",
+    "import charrnn.cli (typer)",
+    "import numpy",
+    "import numba and charrnn's kernel modules (charrnn.sample)",
+    "--device auto (is there a CUDA driver?)",
+    "load and validate the checkpoint",
+    "first cached kernel: numba's registries, then packing [Whh; Why] (cpu.sampler_panels)",
+    "feeding the context (cpu.rnn_advance: load from the cache, run)",
+    "200 characters (cpu.sample_tokens: load from the cache, run; decoding)",
+    "interpreter exit",
+]
+
+
+def charrnn_command():
+    exe = Path(sys.executable).with_name("charrnn")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "charrnn"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=512, help="hidden size H of the checkpoint (default 512)")
+    parser.add_argument("--runs", type=int, default=15, help="fresh processes per measurement (default 15)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "numba"), CHARRNN_CACHE_DIR=str(Path(tmp) / "corpora"))
+        env.pop("CHARRNN_DEVICE", None)
+        ckpt = str(Path(tmp) / "model.npz")
+        train = ["train", str(REPO / "corpora" / "lighthouse.txt"), "--hidden", str(args.hidden), "--steps", "3",
+                 "--out", ckpt, "-q"]  # fmt: skip
+        command = charrnn_command() + ["sample", "-m", ckpt, "--length", "200", "--seed", "0"]
+        subprocess.run(charrnn_command() + train, env=env, check=True)
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)  # warms the kernel cache
+        times = [[] for _ in STAGES]
+        for _ in range(args.runs):
+            spawn = time.time()
+            done = subprocess.run([sys.executable, "-c", CHILD, ckpt], env=env, check=True, capture_output=True, text=True)
+            end = time.time()
+            stamps = [spawn, *json.loads(done.stdout), end]
+            for i, (a, b) in enumerate(zip(stamps, stamps[1:])):
+                times[i].append(b - a)
+        whole = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+            whole.append(time.perf_counter() - start)
+    print(f"`charrnn sample --length 200`, H = {args.hidden}, warm kernel cache, {args.runs} fresh processes\n")
+    print("| stage | fastest, ms | median, ms |\n|---|---|---|")
+    for name, spans in zip(STAGES, times):
+        print(f"| {name} | {1000 * min(spans):.0f} | {1000 * statistics.median(spans):.0f} |")
+    sums = [sum(run) for run in zip(*times)]
+    print(f"| all stages | {1000 * min(sums):.0f} | {1000 * statistics.median(sums):.0f} |")
+    print(f"| the real command, end to end | {1000 * min(whole):.0f} | {1000 * statistics.median(whole):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
