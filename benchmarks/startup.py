@@ -22,18 +22,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The child: the stages of `charrnn sample -m CKPT --length 200 --seed 0` (charrnn.cli.sample and
-# main), one after the other. Prints the wall clock (time.time) after each stage, as JSON.
+# The child, given the command's flags (-m CKPT --length 200 --seed 0): the stages of charrnn.cli's
+# main and sample, one after the other. Prints the wall clock (time.time) after each stage, as JSON.
 CHILD = r"""
 import time; stamps = [time.time()]
 import gc, json, sys
 gc.disable()  # as charrnn.cli.main
 def stage(): stamps.append(time.time())
 import charrnn.cli; stage()
+import typer; typer.main.get_command(charrnn.cli.app).commands["sample"].make_context("sample", sys.argv[1:]); stage()
 import numpy as np; stage()
 from charrnn.sample import CpuSampler, encode_prime, generate, sample_rngs; from charrnn.trained import load_model; stage()
 from charrnn.device import resolve_device; device = resolve_device("auto"); stage()
-model = load_model(sys.argv[1]); stage()
+model = load_model(sys.argv[2]); stage()
 from charrnn.kernels import cpu; p = model.params; panels = cpu.sampler_panels(p["Whh"], p["Why"]); stage()
 u = np.empty((1, p.hidden + p.vocab_size), np.float32)
 cpu.rnn_advance(np.array([1], np.int64), np.zeros(p.hidden, np.float32), p["Wxh"], panels, p["bh"], u); stage()
@@ -46,6 +47,7 @@ gc.freeze()
 STAGES = [
     "interpreter start-up (python, site, numba-cuda's import hook when installed)",
     "import charrnn.cli (typer)",
+    "typer parses and checks the flags (typer 0.29 and later import pydantic for it)",
     "import numpy",
     "import numba and charrnn's kernel modules (charrnn.sample)",
     "--device auto (is there a CUDA driver?)",
@@ -79,7 +81,8 @@ def main():
         times = [[] for _ in STAGES]
         for _ in range(args.runs):
             spawn = time.time()
-            done = subprocess.run([sys.executable, "-c", CHILD, ckpt], env=env, check=True, capture_output=True, text=True)
+            child = [sys.executable, "-c", CHILD, *command[command.index("sample") + 1 :]]
+            done = subprocess.run(child, env=env, check=True, capture_output=True, text=True)
             end = time.time()
             stamps = [spawn, *json.loads(done.stdout), end]
             for i, (a, b) in enumerate(zip(stamps, stamps[1:])):
@@ -89,7 +92,11 @@ def main():
             start = time.perf_counter()
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
             whole.append(time.perf_counter() - start)
-    print(f"`charrnn sample --length 200`, H = {args.hidden}, warm kernel cache, {args.runs} fresh processes\n")
+    from importlib.metadata import version
+
+    versions = ", ".join(f"{name} {version(name)}" for name in ("numpy", "numba", "typer"))
+    print(f"`charrnn sample --length 200`, H = {args.hidden}, warm kernel cache, {args.runs} fresh processes; "
+          f"Python {sys.version.split()[0]}, {versions}\n")  # fmt: skip
     print("| stage | fastest, ms | median, ms |\n|---|---|---|")
     for name, spans in zip(STAGES, times):
         print(f"| {name} | {1000 * min(spans):.0f} | {1000 * statistics.median(spans):.0f} |")
