@@ -270,7 +270,7 @@ def sample(
     model: ModelPath = Path("charrnn.npz"),
     prime: Annotated[str, typer.Option(help="Text to start from (printed first); - reads it from standard input.")] = "",
     prime_file: Annotated[Optional[str], typer.Option(
-        "--prime-file", metavar="FILE", show_default=False,
+        "--prime-file", metavar="<file>", show_default=False,
         help="Start from this file's text (UTF-8; its final newline is dropped).")] = None,
     length: Annotated[int, typer.Option("--length", "-l", help=(
         "Characters per sample: exactly this many in a stream, at most this many in a record."))] = 500,
@@ -281,7 +281,7 @@ def sample(
     until_eos: Annotated[Optional[bool], typer.Option("--until-eos/--no-until-eos", show_default=False, help=(
         "End each sample where the model ends a record (a line of a --lines model, else a whole file), "
         "or stream exactly --length characters.  [default: records for models trained with --lines]"))] = None,
-    stop: Annotated[Optional[list[str]], typer.Option("--stop", metavar="TEXT", show_default=False, help=(
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", metavar="<text>", show_default=False, help=(
         "End a sample right after this text, e.g. '\\n\\n' (repeatable; escapes as in Python strings)."))] = None,
     prime_echo: Annotated[bool, typer.Option("--prime-echo/--no-prime-echo", help="Print the prime before each sample.")] = True,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.", show_default=False)] = None,

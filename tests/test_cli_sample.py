@@ -4,17 +4,10 @@ standard input, --stop, --no-prime-echo, and the exact one-line errors of every 
 
 import numpy as np
 import pytest
-from test_cli import CORPUS, NAMES_TEXT, TINY, assert_error, cli, make_files, ok
+from test_cli import CORPUS, NAMES_TEXT, TINY, assert_error, cli, in_tmp, make_files, ok  # noqa: F401 (in_tmp: autouse)
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.vocab import EOS_ID, UNK_ID
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    return tmp_path
 
 
 @pytest.fixture(scope="module")
