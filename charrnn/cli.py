@@ -289,13 +289,13 @@ def sample(
     device: Device = "auto",
 ):
     """Generate text from a trained model, streamed to stdout."""
-    from charrnn.sample import Draw, check_samplable, check_sampling_args, encode_prime, generate, sample_rngs
+    from charrnn.sample import Draw, StopScan, check_samplable, check_sampling_args, encode_prime, generate, sample_rngs
     from charrnn.sample_input import read_prime, stop_strings
     from charrnn.trained import load_model
 
     Draw(temperature, top_k, top_p)  # the flags' checks, before anything is read
     check_sampling_args(length, num_samples)
-    stops = stop_strings(stop)
+    stops = StopScan(stop_strings(stop)).stops  # refuses an empty one
     rngs = sample_rngs(seed)
     prime = read_prime(prime, prime_file)
     device = resolve(device)

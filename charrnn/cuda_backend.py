@@ -415,7 +415,7 @@ class DeviceSampler:
         self.h_start = _zeros((1, H))
         self.logits = _zeros((1, V))
         self.work, self.spare = _zeros(V), _zeros(2 * V)  # spare: two (V,) halves for the top-p cut
-        self.allowed = {}  # the (V,) bool allowed tokens of each draw rule, on the device
+        self.allowed = {}  # draw.eos -> the (V,) bool allowed tokens (decided by it alone), on the device
         self.tokens = _zeros(max_chunk + 1, np.int32)  # tokens[0] the input, tokens[i + 1] drawn at step i
         self.uniforms = _zeros(max_chunk, np.float64)
         self.ids_host = cuda.pinned_array(max_chunk + 1, np.int32)
@@ -447,11 +447,9 @@ class DeviceSampler:
                 pick(self.logits, dp["by"], allowed, *rule, self.uniforms, i, self.work, self.spare, self.tokens)
 
     def _allowed(self, draw):
-        allowed = draw.allowed(self.params.vocab_size)
-        key = allowed.tobytes()
-        if key not in self.allowed:
-            self.allowed[key] = _cuda().to_device(allowed)
-        return self.allowed[key]
+        if draw.eos not in self.allowed:
+            self.allowed[draw.eos] = _cuda().to_device(draw.allowed(self.params.vocab_size))
+        return self.allowed[draw.eos]
 
     def _upload(self, ids):
         self.ids_host[: len(ids)] = ids

@@ -71,7 +71,8 @@ class Draw:
 
 def eos_rule(lines, until_eos=None):
     """What <eos> does in a sample of a model trained with or without --lines (until_eos None: records for --lines models, a stream otherwise)."""
-    if lines if until_eos is None else until_eos:
+    records = lines if until_eos is None else until_eos
+    if records:
         return EOS_ENDS
     return EOS_NEWLINE if lines else EOS_BANNED
 

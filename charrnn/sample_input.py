@@ -5,10 +5,8 @@ standard input) and the stop strings (with backslash escapes). Mistakes are Usag
 import codecs
 import warnings
 
-from charrnn.corpus import open_sources
+from charrnn.corpus import _BOM, open_sources
 from charrnn.errors import CorpusError, UsageError
-
-_BOM = "\ufeff"
 
 
 def read_prime(prime="", prime_file=None, stdin=None):
@@ -41,11 +39,10 @@ def read_prime(prime="", prime_file=None, stdin=None):
 
 def stop_strings(values):
     """The --stop values with their escapes (\\n, \\t, \\\\, \\xHH, \\uHHHH, ... as in Python) turned into
-    the characters they stand for. An empty value, or a broken escape, is a UsageError."""
+    the characters they stand for. A broken escape is a UsageError (an empty value is refused by
+    charrnn.sample.StopScan)."""
     stops = []
     for value in values or ():
-        if not value:
-            raise UsageError("--stop must not be empty")
         try:
             with warnings.catch_warnings():  # an unknown escape such as \q stays as written, without a warning
                 warnings.simplefilter("ignore")

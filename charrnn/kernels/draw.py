@@ -1,6 +1,6 @@
 """Choosing the next token from the logits: the allowed tokens, temperature, top-k, top-p, one draw.
 
-The rule, step by step (the CUDA kernel charrnn.kernels.cuda.draw_token takes the same steps):
+The rule, step by step (the CUDA kernel charrnn.kernels.cuda_draw.draw_token takes the same steps):
   1. Only allowed tokens take part. <unk> is never allowed; <eos> is not in a stream (charrnn.sample).
      Its probability is removed before anything else, so the rest are renormalised among themselves.
   2. Temperature 0: the allowed token with the largest logit (the first such id on a tie).
@@ -11,7 +11,7 @@ The rule, step by step (the CUDA kernel charrnn.kernels.cuda.draw_token takes th
      its weight (ties at the boundary all stay; top_p = 1: no cut).
   4. With one uniform number u in [0, 1): the first token, in id order, at which the running sum of
      the remaining weights passes u times their total.
-Nothing sorts: both cuts are quickselects, O(V) on average, so top-p costs what plain sampling does.
+Nothing sorts: both cuts are quickselects, O(V) on average (top-p adds 0.3-0.5 us to a 0.2 us draw at V = 67).
 
 Shapes: V tokens. z (V,) float32 logits; allowed (V,) bool; w, scratch (V,) float32; bits (V,) int32.
 """
@@ -106,7 +106,7 @@ def token_weights(z, allowed, temperature, top_k, top_p, w, scratch, bits):
     tokens takes what it took before tokens could be left out (about 0.2 us).
     """
     V = z.shape[0]
-    low = like(z, -3.0e38)  # below any logit; finite, so fastmath may assume no infinities
+    low = like(z, -3.0e38)  # below any logit, and finite: (z - zmax) stays finite where nothing is allowed
     zero = like(z, 0.0)
     zmax = low
     for k in range(V):
