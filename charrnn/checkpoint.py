@@ -1,19 +1,22 @@
 """Save and load charrnn checkpoints (`.npz` files).
 
-File format, version 1
+File format, version 2
 ----------------------
 A checkpoint is an uncompressed `.npz` archive as written by `np.savez`.
 numpy alone can open it with `np.load(path, allow_pickle=False)`: it holds
-no pickled objects. Letters: H = hidden size, V = vocabulary size,
-B = batch size.
+no pickled objects. Letters: L = layers, S = states per layer (2 for the
+LSTM: h and c; else 1), G = the cell's gates (rnn 1, lstm 4, gru 3),
+H = hidden size, V = vocabulary size, B = batch size.
 
-Parameters, float32, exactly these names:
+Parameters, float32, named and shaped as PyTorch's torch.nn.RNN / LSTM /
+GRU and an nn.Linear head (charrnn.params.layout), for k = 0 .. L-1:
 
-    Wxh  (H, V)   input to hidden
-    Whh  (H, H)   hidden to hidden
-    bh   (H,)     hidden bias
-    Why  (V, H)   hidden to output
-    by   (V,)     output bias
+    weight_ih_l{k}  (G*H, V) for k = 0, (G*H, H) above
+    weight_hh_l{k}  (G*H, H)
+    bias_ih_l{k}    (G*H,)
+    bias_hh_l{k}    (G*H,)    GRU only
+    weight_out      (V, H)
+    bias_out        (V,)
 
 `vocab`: 1-d str array (numpy dtype '<U...'); the index is the token id.
 The reserved tokens `<unk>` and `<eos>` sit at the ids meta names; every
@@ -21,9 +24,10 @@ other token is exactly one character, and all tokens are distinct.
 
 `meta`: 0-d str array holding one JSON object (strict JSON: no NaN) with:
 
-    "format": "charrnn"          "version": 1
+    "format": "charrnn"          "version": 2
     "unk_id": int                "eos_id": int
-    "model": {"cell": "rnn", "hidden": H, "vocab_size": V}
+    "model": {"cell": "rnn" | "lstm" | "gru", "layers": L, "hidden": H,
+              "vocab_size": V, "dropout": p}
     "step": int >= 0             "best_val_loss": float or null
     "corpus": {"fingerprint": str, ...}
     "train": {...}               the training settings, free-form
@@ -40,10 +44,16 @@ started; epoch, window = divmod(step - data_origin, windows_per_epoch)),
 
 Optional training state, for an exact resume (float32, finite):
 
-    opt.<slot>.<param>  same shape as <param>, e.g. opt.m.Wxh and opt.v.Wxh
-                        for Adam, opt.g2.Wxh for Adagrad; a slot present
-                        for one parameter must be present for all five
-    h_carry  (B, H)     hidden state carried from one window to the next
+    opt.<slot>.<param>  same shape as <param>, e.g. opt.m.weight_hh_l0 and
+                        opt.v.weight_hh_l0 for Adam, opt.g2.<param> for
+                        Adagrad; a slot present for one parameter must be
+                        present for all of them
+    h_carry  (L, S, B, H)  the state carried from one window to the next
+
+Version 1 (charrnn 0.1 before layers existed) is read too: a one-layer rnn
+whose arrays are named Wxh (H, V), Whh, bh, Why, by (charrnn.params.
+FORMAT1_NAMES), opt.<slot>.<those>, and h_carry (B, H). The loader returns
+it under version 2's names and shapes; saving always writes version 2.
 
 Any other array name is refused. So are compressed members
 (`np.savez_compressed`): keeping every member stored lets the loader check
@@ -66,7 +76,6 @@ import numpy as np
 from charrnn.checkpoint_validate import (
     FORMAT,
     FORMAT_VERSION,
-    PARAM_NAMES,
     Invalid,
     check_complete,
     check_finite,
@@ -77,22 +86,23 @@ from charrnn.checkpoint_validate import (
     check_vocab,
     check_vocab_spec,
     classify,
+    current_name,
+    file_names,
     meta_from_text,
     meta_to_text,
     one_line,
-    param_shapes,
     read_npy_header,
     strings_from_array,
 )
 from charrnn.errors import CheckpointError
 
+from charrnn.params import Arch, layout
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "PARAM_NAMES",
     "Checkpoint",
     "load_checkpoint",
-    "param_shapes",
     "remove_temp_files",
     "save_checkpoint",
 ]
@@ -111,12 +121,11 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first / an empty archiv
 class Checkpoint:
     """A model plus what is needed to resume training it.
 
-    params: "Wxh" (H, V), "Whh" (H, H), "bh" (H,), "Why" (V, H), "by" (V,),
-            all float32.
+    params: float32 arrays named and shaped by charrnn.params.layout.
     vocab:  V tokens; index = token id.
     meta:   the parsed JSON object (see the module docstring).
     state:  optional float32 arrays: "opt.<slot>.<param>" shaped like
-            <param>, and "h_carry" (B, H).
+            <param>, and "h_carry" (L, S, B, H).
     """
 
     params: dict[str, np.ndarray]
@@ -125,9 +134,15 @@ class Checkpoint:
     state: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
+    def arch(self) -> Arch:
+        """The architecture meta declares (the arrays were checked against it)."""
+        model = self.meta["model"]
+        return Arch(model["cell"], model.get("layers", 1), model["hidden"], model["vocab_size"])
+
+    @property
     def hidden(self) -> int:
         """H, the hidden size."""
-        return int(self.params["Whh"].shape[0])
+        return self.arch.hidden
 
     @property
     def vocab_size(self) -> int:
@@ -218,7 +233,8 @@ def _arrays_to_write(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     text = meta_to_text(meta)
     # Check what a reader will see: the JSON text, parsed again.
     parsed = meta_from_text(text)
-    hidden, vocab_size = check_meta(parsed)
+    arch = check_meta(parsed)
+    vocab_size = arch.vocab_size
 
     tokens = list(ckpt.vocab)
     for i, tok in enumerate(tokens):
@@ -234,15 +250,15 @@ def _arrays_to_write(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     arrays = {"meta": np.array(text), "vocab": vocab}
     for group in (ckpt.params, ckpt.state):
         for name, arr in group.items():
-            kind = classify(name)
+            kind = classify(name, arch)
             if (kind == "param") != (group is ckpt.params):
                 raise Invalid(f"array {name!r} belongs in {'params' if kind == 'param' else 'state'}")
             if not isinstance(arr, np.ndarray):
                 raise Invalid(f"array {name!r} is not a numpy array")
-            check_float_spec(name, arr.shape, arr.dtype, hidden, vocab_size)
+            check_float_spec(name, arr.shape, arr.dtype, arch)
             check_finite(name, arr)
             arrays[name] = arr
-    check_complete(set(arrays))
+    check_complete(set(arrays), arch)
     return arrays
 
 
@@ -334,31 +350,40 @@ def _read(npz, disk_size: int) -> Checkpoint:
     check_meta_spec(shape, dtype)
     check_stored_size(members["meta"], shape, dtype, header_size, disk_size)
     meta = meta_from_text(_strings(npz, "meta")[0])
-    hidden, vocab_size = check_meta(meta)
+    arch = check_meta(meta)
+    version = meta["version"]
+    renames = file_names(meta)  # version 1's names -> this version's
+    names = {current_name(name, renames): name for name in members}  # ours -> the file's
 
-    for name in members:
-        classify(name)
-    check_complete(set(members))
-    for name, info in members.items():
+    for name in names:
+        classify(name, arch)
+    check_complete(set(names), arch)
+    for name, file_name in names.items():
         if name == "meta":
             continue
+        info = members[file_name]
         shape, dtype, header_size = read_npy_header(zf, info)
         if name == "vocab":
-            check_vocab_spec(shape, dtype, vocab_size)
+            check_vocab_spec(shape, dtype, arch.vocab_size)
         else:
-            check_float_spec(name, shape, dtype, hidden, vocab_size)
+            check_float_spec(name, shape, dtype, arch, version)
         check_stored_size(info, shape, dtype, header_size, disk_size)
 
     vocab = _strings(npz, "vocab")
     check_vocab(vocab, meta["unk_id"], meta["eos_id"])
     params, state = {}, {}
-    for name in members:
+    shapes = layout(arch)
+    for name, file_name in names.items():
         if name in ("meta", "vocab"):
             continue
-        arr = npz[name].astype(np.float32, copy=False)  # native byte order
+        arr = npz[file_name].astype(np.float32, copy=False)  # native byte order
         check_finite(name, arr)
-        (params if name in PARAM_NAMES else state)[name] = arr
-    params = {p: params[p] for p in PARAM_NAMES}
+        (params if name in shapes else state)[name] = arr
+    if version == 1:  # as version 2 has them
+        meta["model"] = {**meta["model"], "layers": 1}
+        if "h_carry" in state:
+            state["h_carry"] = state["h_carry"].reshape(1, 1, *state["h_carry"].shape)
+    params = {p: params[p] for p in shapes}
     return Checkpoint(params=params, vocab=vocab, meta=meta, state=state)
 
 

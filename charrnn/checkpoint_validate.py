@@ -7,7 +7,9 @@ shape and dtype take those, not the array, so the loader can run them on
 the .npy headers (see `read_npy_header`) before it reads, and allocates,
 any array data.
 
-Letters in shapes: H = hidden size, V = vocabulary size, B = batch.
+Letters in shapes: L = layers, S = states per layer, H = hidden size,
+V = vocabulary size, B = batch. The parameters' names and shapes come from
+`charrnn.params.layout`, the one place that defines them.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ import zipfile
 import numpy as np
 from numpy.lib import format as npy_format
 
+from charrnn.cells import CELLS
+from charrnn.params import FORMAT1_NAMES, Arch, layout
+
 FORMAT = "charrnn"
-FORMAT_VERSION = 1
-PARAM_NAMES = ("Wxh", "Whh", "bh", "Why", "by")
+FORMAT_VERSION = 2  # what this charrnn writes
+READS = (1, 2)  # what it reads: version 1 is the single-layer vanilla cell under FORMAT1_NAMES
 UNK = "<unk>"
 EOS = "<eos>"
 
 # Generous sanity limits: far above any model this tool can train, low
 # enough that a hostile meta cannot ask for absurd shapes.
 MAX_HIDDEN = 2**16
+MAX_LAYERS = 64
 MAX_VOCAB = 2**21  # every Unicode code point, plus the reserved tokens
 
 # np.savez writes 1.0, or 2.0 for huge headers; 3.0 only for non-Latin-1 field names.
@@ -40,15 +46,6 @@ _MAX_CODE_POINT = 0x10FFFF
 
 class Invalid(Exception):
     """A broken rule; `str(err)` is the reason, without the file name."""
-
-
-def param_shapes(hidden: int, vocab_size: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of the five parameters for hidden size H and vocabulary V.
-
-    Wxh (H, V), Whh (H, H), bh (H,), Why (V, H), by (V,).
-    """
-    h, v = hidden, vocab_size
-    return {"Wxh": (h, v), "Whh": (h, h), "bh": (h,), "Why": (v, h), "by": (v,)}
 
 
 def _is_int(x: object) -> bool:
@@ -77,8 +74,8 @@ def _dict(meta: dict, key: str) -> dict:
     return value
 
 
-def check_meta(meta: object) -> tuple[int, int]:
-    """Check the parsed meta object; return (H, V) as it declares them."""
+def check_meta(meta: object) -> Arch:
+    """Check the parsed meta object; return the architecture it declares."""
     if not isinstance(meta, dict):
         raise Invalid("meta is not a JSON object")
     # Format and version first: a file from another tool or a newer charrnn
@@ -88,11 +85,16 @@ def check_meta(meta: object) -> tuple[int, int]:
     if meta["format"] != FORMAT:
         raise Invalid(f"is not a charrnn checkpoint (meta format is {meta['format']!r})")
     version = _get(meta, "version")
-    if version != FORMAT_VERSION or not _is_int(version):
-        raise Invalid(f"has format version {version!r}; this charrnn reads version {FORMAT_VERSION}")
+    if version not in READS or not _is_int(version):
+        raise Invalid(f"has format version {version!r}; this charrnn reads versions {READS[0]} to {READS[-1]}")
     model = _dict(meta, "model")
-    if model.get("cell") != "rnn":
-        raise Invalid(f"model cell {model.get('cell')!r} is not supported; this charrnn reads 'rnn'")
+    cells = CELLS if version >= 2 else ("rnn",)
+    if model.get("cell") not in cells:
+        raise Invalid(f"model cell {model.get('cell')!r} is not supported; this charrnn reads {', '.join(map(repr, cells))}")
+    layers = _int_in(model, "layers", 1, MAX_LAYERS, "model.") if version >= 2 else 1
+    dropout = model.get("dropout", 0.0)
+    if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1):
+        raise Invalid(f"meta key 'model.dropout' must be a number in [0, 1), not {dropout!r}")
     hidden = _int_in(model, "hidden", 1, MAX_HIDDEN, "model.")
     vocab_size = _int_in(model, "vocab_size", 2, MAX_VOCAB, "model.")
     unk_id = _int_in(meta, "unk_id", 0, vocab_size - 1)
@@ -108,7 +110,22 @@ def check_meta(meta: object) -> tuple[int, int]:
     if not isinstance(_get(corpus, "fingerprint", "corpus."), str):
         raise Invalid("meta key 'corpus.fingerprint' must be a string")
     _dict(meta, "train")
-    return hidden, vocab_size
+    return Arch(model["cell"], layers, hidden, vocab_size)
+
+
+def file_names(meta: dict) -> dict[str, str]:
+    """{name in the file: name in charrnn.params} for the parameter arrays of meta's version."""
+    return {old: new for old, new in FORMAT1_NAMES.items()} if meta.get("version") == 1 else {}
+
+
+def current_name(name: str, renames: dict[str, str]) -> str:
+    """An array's name in this version's terms (format 1: Wxh -> weight_ih_l0, opt.m.Wxh -> opt.m.weight_ih_l0)."""
+    if name in renames:
+        return renames[name]
+    match = _OPT_NAME.fullmatch(name)
+    if match and match.group(2) in renames:
+        return f"opt.{match.group(1)}.{renames[match.group(2)]}"
+    return name
 
 
 def _no_nan_constants(name: str) -> float:
@@ -175,7 +192,7 @@ def check_vocab(tokens: list[str], unk_id: int, eos_id: int) -> None:
         first_id[tok] = i
 
 
-def classify(name: str) -> str:
+def classify(name: str, arch: Arch) -> str:
     """Which part of the schema an array name belongs to.
 
     Returns "meta", "vocab", "param", "opt" or "h_carry"; unknown names are
@@ -183,37 +200,43 @@ def classify(name: str) -> str:
     """
     if name in ("meta", "vocab", "h_carry"):
         return name
-    if name in PARAM_NAMES:
+    shapes = layout(arch)
+    if name in shapes:
         return "param"
     match = _OPT_NAME.fullmatch(name)
-    if match and match.group(2) in PARAM_NAMES:
+    if match and match.group(2) in shapes:
         return "opt"
-    raise Invalid(f"has an unexpected array {name!r}")
+    raise Invalid(f"has an unexpected array {name!r} (not part of a {arch.layers}-layer {arch.cell} model)")
 
 
-def check_complete(names: set[str]) -> None:
+def check_complete(names: set[str], arch: Arch) -> None:
     """All parameters and the vocabulary are present, and every optimizer
-    slot that appears covers all five parameters (half a slot cannot resume)."""
-    required = ["vocab", *PARAM_NAMES]
+    slot that appears covers every parameter (half a slot cannot resume)."""
+    params = list(layout(arch))
+    required = ["vocab", *params]
     slots = sorted({n.split(".")[1] for n in names if n.startswith("opt.")})
-    required += [f"opt.{slot}.{p}" for slot in slots for p in PARAM_NAMES]
+    required += [f"opt.{slot}.{p}" for slot in slots for p in params]
     for name in required:
         if name not in names:
             raise Invalid(f"is missing array {name!r}")
 
 
-def check_float_spec(name: str, shape: tuple[int, ...], dtype: np.dtype, hidden: int,
-                     vocab_size: int) -> None:
-    """Parameters and training state: float32 of the shape H and V imply.
+def check_float_spec(name: str, shape: tuple[int, ...], dtype: np.dtype, arch: Arch,
+                     version: int = FORMAT_VERSION) -> None:
+    """Parameters and training state: float32 of the shape the architecture implies.
 
     Parameters and `opt.<slot>.<param>` take the parameter's shape; h_carry
-    is (B, H) for any B >= 1. Either byte order is fine: numpy writes the
-    machine's own, and the loader converts.
+    is (L, S, B, H) for any B >= 1 ((B, H) in version 1). Either byte order is
+    fine: numpy writes the machine's own, and the loader converts.
     """
-    shapes = param_shapes(hidden, vocab_size)
+    shapes = layout(arch)
     if name == "h_carry":
-        if len(shape) != 2 or shape[0] < 1 or shape[1] != hidden:
-            raise Invalid(f"array 'h_carry' has shape {shape}, expected (B, {hidden})")
+        L, S, H = arch.layers, arch.states, arch.hidden
+        if version == 1:
+            if len(shape) != 2 or shape[0] < 1 or shape[1] != H:
+                raise Invalid(f"array 'h_carry' has shape {shape}, expected (B, {H})")
+        elif len(shape) != 4 or shape[3] != H or shape[:2] != (L, S) or shape[2] < 1:
+            raise Invalid(f"array 'h_carry' has shape {shape}, expected ({L}, {S}, B, {H}): layers, states, streams, hidden")
     else:
         expected = shapes[name.rsplit(".", 1)[-1]]
         if shape != expected:

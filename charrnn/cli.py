@@ -146,12 +146,19 @@ def train(
         help="Continue training from this checkpoint, exactly where it stopped.", show_default=False)] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="With --resume: accept a different corpus and fine-tune on it.")] = False,
-    hidden: Annotated[Optional[int], _setting("Hidden units H.", "hidden")] = None,
+    cell: Annotated[Optional[str], _setting("rnn, lstm or gru.", "cell")] = None,
+    layers: Annotated[Optional[int], _setting("Stacked layers.", "layers")] = None,
+    hidden: Annotated[Optional[int], _setting("Hidden units H per layer.", "hidden")] = None,
+    dropout: Annotated[Optional[float], _setting("Drop this fraction of each layer's outputs in training.", "dropout")] = None,
     seq: Annotated[Optional[int], _setting("Time steps T per truncated-BPTT window.", "seq")] = None,
     batch: Annotated[Optional[int], _setting("Parallel streams B.", "batch")] = None,
     optimizer: Annotated[Optional[str], _setting("adam, adagrad or sgd.", "optimizer")] = None,
     lr: Annotated[Optional[float], _setting("Learning rate [default: adam 2e-3, adagrad 0.1, sgd 0.5].")] = None,
     lr_decay: Annotated[Optional[float], _setting("Multiply the learning rate by this after every epoch.", "lr_decay")] = None,
+    lr_schedule: Annotated[Optional[str], _setting("constant, or cosine down to --min-lr over the run.", "lr_schedule")] = None,
+    warmup: Annotated[Optional[int], _setting("Raise the learning rate linearly over this many first steps.", "warmup")] = None,
+    min_lr: Annotated[Optional[float], _setting("Where cosine ends [default: a tenth of --lr].")] = None,
+    weight_decay: Annotated[Optional[float], _setting("Decoupled weight decay (AdamW), not on biases.", "weight_decay")] = None,
     clip: Annotated[Optional[float], _setting("Clip the gradient to this global norm (0: off).", "clip")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (with --resume: this many more).", show_default=False)] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Stop after this many epochs [default: 10] (with --resume: this many more).", show_default=False)] = None,
@@ -179,8 +186,9 @@ def train(
     from charrnn.train import check_writable, train as run_training
 
     given = dict(
-        hidden=hidden, seq=seq, batch=batch, optimizer=optimizer, lr=lr, lr_decay=lr_decay, clip=clip, seed=seed,
-        val_frac=val_frac, eval_every=eval_every, save_every=save_every, lines=lines, min_count=min_count,
+        cell=cell, layers=layers, hidden=hidden, dropout=dropout, seq=seq, batch=batch, optimizer=optimizer, lr=lr,
+        lr_decay=lr_decay, lr_schedule=lr_schedule, warmup=warmup, min_lr=min_lr, weight_decay=weight_decay, clip=clip,
+        seed=seed, val_frac=val_frac, eval_every=eval_every, save_every=save_every, lines=lines, min_count=min_count,
     )  # fmt: skip
     resumed = None
     if resume is None:

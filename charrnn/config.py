@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, fields
 from charrnn.errors import UsageError
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
+CELLS = ("rnn", "lstm", "gru")  # charrnn.cells.CELLS (not imported: it would load the cells for --help)
+SCHEDULES = ("constant", "cosine")
+MAX_LAYERS = 64
 DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
 DEFAULT_EPOCHS = 10  # when none of steps / epochs / time_limit is given
 MAX_EPOCHS = 1_000_000
@@ -14,8 +17,8 @@ MAX_SECONDS = 1e12
 
 # The settings that define the model and the data layout: a resumed run takes them from the checkpoint.
 FROM_CHECKPOINT = (
-    "hidden", "seq", "batch", "optimizer", "lr", "lr_decay", "clip", "val_frac", "eval_every", "save_every",
-    "lines", "min_count", "seed",
+    "cell", "layers", "hidden", "dropout", "seq", "batch", "optimizer", "lr", "lr_decay", "lr_schedule", "warmup",
+    "min_lr", "weight_decay", "clip", "val_frac", "eval_every", "save_every", "lines", "min_count", "seed",
 )  # fmt: skip
 
 
@@ -26,11 +29,18 @@ def flag(name):
 
 @dataclass
 class TrainConfig:
+    cell: str = "rnn"  # charrnn.cells
+    layers: int = 1  # L
     hidden: int = 128  # H
+    dropout: float = 0.0  # on every layer's output, in training
     seq: int = 64  # T, steps per truncated-BPTT window
     batch: int = 32  # B, contiguous streams
     lr: float | None = None  # None: the optimizer's default
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
+    lr_schedule: str = "constant"  # or "cosine": down to min_lr over the planned steps (or the time limit)
+    warmup: int = 0  # steps of linear warm-up from lr/warmup to lr
+    min_lr: float | None = None  # where cosine ends; None: a tenth of the learning rate
+    weight_decay: float = 0.0  # decoupled (AdamW), on weights only
     optimizer: str = "adam"
     clip: float = 5.0  # global gradient norm; 0 disables clipping
     steps: int | None = None
@@ -45,7 +55,7 @@ class TrainConfig:
     min_count: int = 1
 
     def __post_init__(self):
-        for name in ("lr", "lr_decay", "clip", "epochs", "time_limit", "val_frac"):
+        for name in ("lr", "lr_decay", "clip", "epochs", "time_limit", "val_frac", "dropout", "min_lr", "weight_decay"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -60,16 +70,27 @@ class TrainConfig:
     def learning_rate(self):
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
+    @property
+    def final_lr(self):
+        """Where the cosine schedule ends."""
+        return self.learning_rate / 10 if self.min_lr is None else self.min_lr
+
     def validate(self):
         def need(ok, flag, what, value):
             if not ok:
                 raise UsageError(f"--{flag} must be {what} (got {value!r})")
 
-        for name, limit in (("hidden", 1 << 14), ("seq", 1 << 16), ("batch", 1 << 16)):
+        need(self.cell in CELLS, "cell", "one of " + ", ".join(CELLS), self.cell)
+        for name, limit in (("layers", MAX_LAYERS), ("hidden", 1 << 14), ("seq", 1 << 16), ("batch", 1 << 16)):
             value = getattr(self, name)
             need(isinstance(value, int) and 1 <= value <= limit, name, f"an integer from 1 to {limit}", value)
+        need(0 <= self.dropout < 1, "dropout", "a probability in [0, 1)", self.dropout)
+        need(self.lr_schedule in SCHEDULES, "lr-schedule", "one of " + ", ".join(SCHEDULES), self.lr_schedule)
+        need(isinstance(self.warmup, int) and 0 <= self.warmup <= MAX_STEPS, "warmup", "a non-negative number of steps", self.warmup)
+        need(0 <= self.weight_decay <= 10, "weight-decay", "a number from 0 to 10", self.weight_decay)
         need(self.optimizer in OPTIMIZERS, "optimizer", "one of " + ", ".join(OPTIMIZERS), self.optimizer)
         need(self.lr is None or 0 < self.lr <= 100, "lr", "a number in (0, 100]", self.lr)
+        need(self.min_lr is None or 0 <= self.min_lr <= self.learning_rate, "min-lr", "a number from 0 to the learning rate", self.min_lr)
         need(0 < self.lr_decay <= 1, "lr-decay", "a number in (0, 1]", self.lr_decay)
         need(0 <= self.clip < float("inf"), "clip", "a non-negative number (0 disables clipping)", self.clip)
         need(self.steps is None or self.steps >= 1, "steps", "at least 1", self.steps)
@@ -82,6 +103,12 @@ class TrainConfig:
         need(self.min_count >= 1, "min-count", "at least 1", self.min_count)
         need(isinstance(self.threads, int) and 0 <= self.threads <= 256, "threads", "an integer from 0 (one per core) to 256", self.threads)
         need(0 <= self.seed < 2**63, "seed", "a non-negative integer", self.seed)
+
+    def arch(self, vocab_size):
+        """The parameters' shapes for a vocabulary of this size (charrnn.params.Arch)."""
+        from charrnn.params import Arch
+
+        return Arch(self.cell, self.layers, self.hidden, vocab_size)
 
     def to_dict(self):
         return asdict(self)

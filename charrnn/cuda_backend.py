@@ -3,8 +3,9 @@ device evaluation windows and a device sampler. Kernels live in charrnn.kernels.
 
 Shape letters: T time steps, B streams, H hidden units, V vocabulary, N = T*B, P parameters.
 Parameters, gradients and optimizer slots are each one flat float32 device buffer (P,) in the
-layout of charrnn.model.FlatParams (Wxh stored as WxhT (V, H)), so clipping and the optimizer are
-single passes. The training ids are uploaded once (DeviceTrainer.upload_streams) and each window
+layout of charrnn.params.FlatParams, so clipping and the optimizer are single passes. This version
+runs the one-layer rnn cell only (check_supported); its five arrays go by their format-1 names
+here (Wxh = weight_ih_l0 stored (V, H), Whh, bh, Why = weight_out, by = bias_out). The training ids are uploaded once (DeviceTrainer.upload_streams) and each window
 is cut from them on the device (step_at): per training step only the window's start offset goes in
 and the loss and gradient norm (two float64, one copy) come back.
 
@@ -17,7 +18,8 @@ import os
 
 import numpy as np
 
-from charrnn.model import FlatParams, param_shapes
+from charrnn.errors import UsageError
+from charrnn.params import Arch, FlatParams
 
 THREADS = 256  # block size of the elementwise kernels
 NORM_BLOCKS = 256  # most blocks of the first sum-of-squares stage
@@ -115,13 +117,21 @@ def _pow2_threads(n):
     return nt
 
 
+def check_supported(arch):
+    """UsageError unless this version's CUDA kernels run the architecture (the one-layer rnn)."""
+    if (arch.cell, arch.layers) != ("rnn", 1):
+        raise UsageError(f"--device cuda runs one-layer rnn models in this version, not a {arch.layers}-layer {arch.cell}; "
+                         "use --device cpu")  # fmt: skip
+
+
 class DeviceParams:
     """A flat float32 device buffer (P,) with named views: WxhT (V, H) under "Wxh", Whh (H, H),
     bh (H,), Why (V, H), by (V,) — FlatParams' storage, so flat copies are exact both ways."""
 
     def __init__(self, hidden, vocab_size, flat=None):
         self.hidden, self.vocab_size = hidden, vocab_size
-        shapes = dict(param_shapes(hidden, vocab_size), Wxh=(vocab_size, hidden))  # Wxh stored transposed
+        H, V = hidden, vocab_size
+        shapes = {"Wxh": (V, H), "Whh": (H, H), "bh": (H,), "Why": (V, H), "by": (V,)}  # FlatParams' order
         size = sum(int(np.prod(s)) for s in shapes.values())
         self.flat = _zeros(size) if flat is None else flat
         self.views, self.blocks, start = {}, {}, 0
@@ -134,6 +144,7 @@ class DeviceParams:
     @classmethod
     def from_host(cls, params):
         """Upload a FlatParams (any float dtype; the device keeps float32)."""
+        check_supported(params.arch)
         flat = np.ascontiguousarray(params.flat, np.float32)
         return cls(params.hidden, params.vocab_size, _cuda().to_device(flat))
 
@@ -142,7 +153,7 @@ class DeviceParams:
 
     def to_host(self, out=None):
         """Download into FlatParams `out` (float32) or a new one."""
-        out = FlatParams(self.hidden, self.vocab_size) if out is None else out
+        out = FlatParams(Arch("rnn", 1, self.hidden, self.vocab_size)) if out is None else out
         out.flat[...] = self.flat.copy_to_host()
         return out
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from charrnn.batches import fill_window, stream_view
 from charrnn.device import resolve_device
-from charrnn.model import Workspace, forward_loss_sum
+from charrnn.network import Workspace, forward_loss_sum
 from charrnn.parallel import split_streams
 from charrnn.threads import compute_threads
 from charrnn.vocab import EOS_ID
@@ -52,16 +52,16 @@ def rows_loss(params, rows, T):
     """stream_loss over a (B, L+1) stream view (see charrnn.batches)."""
     B, L = rows.shape[0], rows.shape[1] - 1
     T = min(T, L)
-    ws = Workspace.allocate(T, B, params.hidden, params.vocab_size, params.flat.dtype)
+    ws = Workspace(params.arch, T, B, params.flat.dtype)
     xs = np.empty((T, B), rows.dtype)
     ys = np.empty((T, B), rows.dtype)
-    h = np.zeros((B, params.hidden), params.flat.dtype)
+    state = np.zeros(params.arch.state_shape(B), params.flat.dtype)  # (L, S, B, H)
     total = 0.0
     for start in range(0, L, T):
         t = min(T, L - start)
         fill_window(rows, start, xs[:t], ys[:t])
-        total += forward_loss_sum(params, xs[:t], ys[:t], h, ws)
-        h[...] = ws.hs[t]
+        total += forward_loss_sum(params, xs[:t], ys[:t], state, ws)
+        state[...] = ws.state
     return total, B * L
 
 

@@ -1,4 +1,6 @@
-"""Optimizers over flat parameter buffers: Adam (default), Adagrad, SGD. Clipping lives in the kernels."""
+"""Optimizers over flat parameter buffers: Adam (default), Adagrad, SGD, each with optional decoupled
+weight decay (AdamW's rule: p -= lr * weight_decay * p before the update, on weights, not biases).
+Clipping lives in the kernels."""
 
 import math
 
@@ -12,8 +14,9 @@ class Optimizer:
 
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
-    def __init__(self, name, params):
-        self.name = name
+    def __init__(self, name, params, weight_decay=0.0):
+        self.name, self.weight_decay = name, weight_decay
+        self.decay_mask = params.decay_mask() if weight_decay else None  # (P,) 1 on weights, 0 on biases
         self.slots = {slot: params.like() for slot in SLOTS[name]}
         self.updates = 0
 
@@ -22,6 +25,8 @@ class Optimizer:
         self.updates += 1
         p, g = params.flat, grads.flat
         cast = p.dtype.type  # scalars in the parameters' precision keep the kernels' loops narrow
+        if self.weight_decay:
+            cpu.decay_weights(p, self.decay_mask, cast(lr * self.weight_decay))
         if self.name == "adam":
             m, v = self.slots["m"].flat, self.slots["v"].flat
             c1 = 1.0 - self.beta1**self.updates  # bias corrections, folded into the step size and eps

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from charrnn.model import Workspace, loss_and_grads
+from charrnn.network import Workspace, loss_and_grads
 
 
 def available_cores():
@@ -34,17 +34,18 @@ class _Group:
         B = stop - start
         self.start, self.stop = start, stop
         self.grads = params.like()
-        self.ws = Workspace.allocate(T, B, params.hidden, params.vocab_size, params.flat.dtype)
+        self.ws = Workspace(params.arch, T, B, params.flat.dtype)
         self.xs = np.empty((T, B), ids_dtype)
         self.ys = np.empty((T, B), ids_dtype)
-        self.h0 = np.empty((B, params.hidden), params.flat.dtype)
+        self.state0 = np.empty(params.arch.state_shape(B), params.flat.dtype)  # (L, S, B, H)
 
-    def run(self, params, xs, ys, h):
+    def run(self, params, xs, ys, state, dropout):
         a, b = self.start, self.stop
         self.xs[...] = xs[:, a:b]
         self.ys[...] = ys[:, a:b]
-        self.h0[...] = h[a:b]
-        return loss_and_grads(params, self.grads, self.xs, self.ys, self.h0, self.ws)
+        self.state0[...] = state[:, :, a:b]
+        dropout = None if dropout is None else dropout.at(a)  # masks by global stream index
+        return loss_and_grads(params, self.grads, self.xs, self.ys, self.state0, self.ws, dropout)
 
 
 class WindowRunner:
@@ -78,10 +79,11 @@ class WindowRunner:
         futures = [self.pool.submit(fn, item) for item in items[1:]]
         return [fn(items[0])] + [f.result() for f in futures]
 
-    def loss_and_grads(self, params, grads, xs, ys, h):
-        """Mean loss over the window; grads overwritten; h (B, H) is replaced by the window's last state."""
+    def loss_and_grads(self, params, grads, xs, ys, state, dropout=None):
+        """Mean loss over the window; grads overwritten; state (L, S, B, H) is replaced by the
+        window's last state. dropout: a charrnn.network.Dropout, or None."""
         first, rest = self.groups[0], self.groups[1:]
-        losses = self.map(lambda g: g.run(params, xs, ys, h), self.groups)
+        losses = self.map(lambda g: g.run(params, xs, ys, state, dropout), self.groups)
         if not rest:
             grads.flat[...] = first.grads.flat
         else:
@@ -89,7 +91,7 @@ class WindowRunner:
             for g, w in zip(rest, self.weights[1:]):
                 grads.flat += w * g.grads.flat
         for g in self.groups:
-            h[g.start : g.stop] = g.ws.hs[-1]
+            state[:, :, g.start : g.stop] = g.ws.state
         return sum(w * loss for w, loss in zip(self.weights, losses))
 
 

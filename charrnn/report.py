@@ -73,7 +73,9 @@ def print_info(details):
     best = details["best_val_loss"]
     rows = [
         ("checkpoint", details["path"]),
-        ("model", f"{details['cell']}, {details['hidden']} hidden units, {details['vocab_size']} tokens"),
+        ("model", f"{details['cell']}, {details['layers']} layer{'s' if details['layers'] > 1 else ''} of "
+                  f"{details['hidden']} hidden units, {details['vocab_size']} tokens"
+                  + (f", dropout {details['dropout']}" if details["dropout"] else "")),
         ("parameters", f"{details['parameters']:,}"),
         ("records", "one per line" if details["lines"] else "one per file"),
         ("steps trained", f"{details['steps']:,}" if details["steps"] is not None else "?"),

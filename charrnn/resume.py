@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from charrnn.checkpoint import PARAM_NAMES, Checkpoint, load_checkpoint
+from charrnn.checkpoint import Checkpoint, load_checkpoint
 from charrnn.config import FROM_CHECKPOINT, MAX_STEPS, TrainConfig, flag, plan_steps
 from charrnn.corpus import ENCODING_ERRORS
 from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
 from charrnn.optim import SLOTS
+from charrnn.params import layout
 from charrnn.vocab import Vocab
 
 
@@ -28,8 +29,8 @@ def _is_number(x):
     return _is_int(x)  # any size: the range checks come later
 
 
-_INT_SETTINGS = ("hidden", "seq", "batch", "eval_every", "save_every", "min_count", "seed", "threads", "steps")
-_NUMBER_SETTINGS = ("lr", "lr_decay", "clip", "val_frac", "epochs", "time_limit")
+_INT_SETTINGS = ("layers", "hidden", "seq", "batch", "warmup", "eval_every", "save_every", "min_count", "seed", "threads", "steps")
+_NUMBER_SETTINGS = ("dropout", "lr", "lr_decay", "min_lr", "weight_decay", "clip", "val_frac", "epochs", "time_limit")
 
 
 @dataclass
@@ -94,13 +95,17 @@ def load_resume(path, force=False):
         need(raw.get(name) is None or _is_int(raw[name]), f"meta 'train.{name}' must be an integer, not {raw.get(name)!r}")
     for name in _NUMBER_SETTINGS:
         need(raw.get(name) is None or _is_number(raw[name]), f"meta 'train.{name}' must be a number, not {raw.get(name)!r}")
-    need(isinstance(raw.get("optimizer", "adam"), str), "meta 'train.optimizer' must be a string")
+    for name in ("optimizer", "cell", "lr_schedule"):
+        need(isinstance(raw.get(name, ""), str), f"meta 'train.{name}' must be a string")
     need(isinstance(raw.get("lines", False), bool), "meta 'train.lines' must be true or false")
     try:
         settings = TrainConfig.from_dict(raw)
     except (CharrnnError, TypeError, ValueError) as err:
         need(False, f"its training settings are invalid ({err})")
-    need(settings.hidden == ckpt.hidden, f"its settings say --hidden {settings.hidden} but its weights have {ckpt.hidden} units")
+    arch = ckpt.arch
+    need(settings.cell == arch.cell, f"its settings say --cell {settings.cell} but its weights are of the {arch.cell} cell")
+    need(settings.layers == arch.layers, f"its settings say --layers {settings.layers} but its weights have {arch.layers}")
+    need(settings.hidden == arch.hidden, f"its settings say --hidden {settings.hidden} but its weights have {arch.hidden} units")
     need(meta.get("lines", settings.lines) == settings.lines, "meta 'lines' and 'train.lines' differ")
     step = meta["step"]
     need(step <= MAX_STEPS, f"meta 'step' must be at most {MAX_STEPS:,}, not {step}")
@@ -129,12 +134,13 @@ def load_resume(path, force=False):
     need(paths is None or (isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths)),
          "meta 'corpus.paths' must be a list of file paths")  # fmt: skip
     need(corpus.get("encoding_errors") in (None, *ENCODING_ERRORS), "meta 'corpus.encoding_errors' is invalid")
-    slots = [f"opt.{slot}.{name}" for slot in SLOTS[settings.optimizer] for name in PARAM_NAMES]
+    slots = [f"opt.{slot}.{name}" for slot in SLOTS[settings.optimizer] for name in layout(arch)]
     missing = [name for name in slots if name not in ckpt.state]
     need(not missing, f"it holds no {settings.optimizer} optimizer state ({missing[0] if missing else ''})")
     h = ckpt.state.get("h_carry")
     need(h is not None, "it holds no carried hidden state (h_carry)")
-    need(h.shape == (settings.batch, ckpt.hidden), f"h_carry has shape {h.shape}, expected ({settings.batch}, {ckpt.hidden})")
+    want = arch.state_shape(settings.batch)
+    need(h.shape == want, f"h_carry has shape {h.shape}, expected {want}")
     return Resume(ckpt, path, settings, force)
 
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from charrnn.device import resolve_device
 from charrnn.errors import CheckpointError, UsageError
-from charrnn.kernels import cpu
 from charrnn.parallel import SpinHelper, available_cores
 from charrnn.vocab import EOS_ID, UNK_ID, text_to_codepoints
 
@@ -183,20 +182,38 @@ HELPER_AFTER = FIRST_CHUNK * 7
 
 
 class CpuSampler:
-    """Feeds the context from h = 0, then draws chunks of tokens (cpu.sample_tokens); with 2 threads
-    a helper thread computes part of every step's matrix-vector product (cpu.matvec_helper), from
-    the HELPER_AFTER-th token on. The tokens are the same with one thread or two."""
+    """Feeds the context from a zero state, then draws chunks of tokens (charrnn.kernels.sampling,
+    for any cell and layer count); with 2 threads a helper thread computes part of every product
+    (matvec_helper), from the HELPER_AFTER-th token on. The tokens are the same with one thread or two."""
 
     def __init__(self, p, context, threads=None, helper_after=None):
-        self.p, H, V = p, p.hidden, p.vocab_size
-        self.panels = cpu.sampler_panels(p["Whh"], p["Why"])  # (H+V, H) packed once
-        self.h = np.zeros(H, np.float32)  # (H,)
-        self.u = np.empty((1, H + V), np.float32)  # (1, H+V) = [Whh; Why] h
-        cpu.rnn_advance(context, self.h, p["Wxh"], self.panels, p["bh"], self.u)
+        from charrnn.cells.kernels import cell_index
+        from charrnn.kernels import sampling
+        from charrnn.kernels.packed import VECTOR_GROUP, panels_of
+
+        self.p, arch = p, p.arch
+        L, H, GH = arch.layers, arch.hidden, arch.gates * arch.hidden
+        self.kind = cell_index(arch.cell)
+        # Layer l's product: [weight_hh_l; weight_ih_l+1] or, last, [weight_hh_l; weight_out] (sampling.py).
+        stacks = [np.concatenate((p[f"weight_hh_l{l}"], p[f"weight_ih_l{l + 1}"] if l + 1 < L else p["weight_out"])) for l in range(L)]
+        packed = [panels_of(np.ascontiguousarray(m, np.float32), VECTOR_GROUP) for m in stacks]
+        self.panels = np.concatenate(packed)  # (groups, H, width)
+        self.goff = np.cumsum([0] + [len(q) for q in packed]).astype(np.int64)  # (L+1,) each layer's first group
+        self.W0 = np.ascontiguousarray(p.stored("weight_ih_l0"), np.float32)  # (V, G*H)
+        self.bih = np.stack([p[f"bias_ih_l{l}"] for l in range(L)]).astype(np.float32)  # (L, G*H)
+        hh = [p.views.get(f"bias_hh_l{l}") for l in range(L)]
+        self.bhh = np.stack([np.zeros(GH) if b is None else b for b in hh]).astype(np.float32)  # (L, G*H)
+        self.bout = np.ascontiguousarray(p["bias_out"], np.float32)
+        self.state = np.zeros((L, arch.states, H), np.float32)  # (L, S, H)
+        self.u = np.zeros((1, self.panels.shape[0] * self.panels.shape[2]), np.float32)
+        self.ux, self.uh = np.empty(GH, np.float32), np.empty(GH, np.float32)
+        self.sampling = sampling
+        sampling.advance(self.kind, np.asarray(context, np.int64), self.state, self.W0, self.bih, self.bhh, self.panels, self.goff, self.u, self.ux, self.uh)
         if threads is None:
             threads = 2 if H >= HELPER_MIN_HIDDEN and available_cores() >= 2 else 1
-        self.groups = self.panels.shape[0]
-        self.split = self.groups if threads == 1 or self.groups < 2 else self.groups // 2  # this thread's groups
+        halves = [a + (b - a) // 2 if threads > 1 and b - a >= 2 else b for a, b in zip(self.goff[:-1], self.goff[1:])]
+        self.splits = np.array(halves, np.int64)  # (L,) each product's first group for the helper
+        self.helped = bool((self.splits < self.goff[1:]).any())
         self.helper, self.drawn = None, 0
         self.helper_after = HELPER_AFTER if helper_after is None else helper_after
 
@@ -210,16 +227,16 @@ class CpuSampler:
     def sample(self, x, n, draw, rng):
         """Up to n drawn tokens (int64) after input token x by the rule `draw` (a Draw), ending at
         draw.stop_id if drawn. One rng.random() per token (none at temperature 0)."""
-        p, out = self.p, np.empty(n, np.int64)
-        rule = (draw.allowed(p.vocab_size), draw.no_repeat, draw.temperature, draw.top_k, draw.top_p, draw.stop_id)
-        args = (x, self.h, p["Wxh"], self.panels, p["bh"], p["by"], *rule, rng, out, self.u)
-        if self.helper is None and self.split < self.groups and self.drawn >= self.helper_after:
-            self.helper = SpinHelper(cpu.GO, cpu.STOP)
+        s, out = self.sampling, np.empty(n, np.int64)
+        rule = (draw.allowed(self.p.vocab_size), draw.no_repeat, draw.temperature, draw.top_k, draw.top_p, draw.stop_id)
+        args = (self.kind, x, self.state, self.W0, self.bih, self.bhh, self.bout, self.panels, self.goff)
+        if self.helper is None and self.helped and self.drawn >= self.helper_after:
+            self.helper = SpinHelper(s.GO, s.STOP)
         if self.helper is None:
-            n = cpu.sample_tokens(*args, np.zeros(32, np.int64), self.groups)
+            n = s.sample_tokens(*args, self.goff[1:], *rule, rng, out, self.u, self.ux, self.uh, np.zeros(32, np.int64), False)
         else:
-            with self.helper.running(cpu.matvec_helper, self.h, self.panels, self.u, self.split) as flags:
-                n = cpu.sample_tokens(*args, flags, self.split)
+            with self.helper.running(s.matvec_helper, self.state, self.panels, self.goff, self.splits, self.u) as flags:
+                n = s.sample_tokens(*args, self.splits, *rule, rng, out, self.u, self.ux, self.uh, flags, True)
         self.drawn += n
         return out[:n]
 

@@ -33,8 +33,9 @@ from charrnn.checkpoint import Checkpoint, remove_temp_files, save_checkpoint
 from charrnn.config import FROM_CHECKPOINT, TrainConfig, flag, plan_steps
 from charrnn.device import resolve_device
 from charrnn.errors import CharrnnError, CheckpointError, UsageError
-from charrnn.model import FlatParams, init_params
 from charrnn.optim import Optimizer
+from charrnn.params import FlatParams, init_params
+from charrnn.schedule import Schedule
 from charrnn.resume import corpus_matches
 from charrnn.threads import compute_threads
 from charrnn.train_steps import make_steps
@@ -81,27 +82,28 @@ class _Run:
     def __init__(self, corpus, cfg, resume=None, same_corpus=True, device="cpu"):
         self.corpus, self.cfg, self.device = corpus, cfg, device
         self.rng = np.random.default_rng(cfg.seed)
-        self.h = np.zeros((cfg.batch, cfg.hidden), np.float32)  # (B, H) carried across windows
+        self.arch = cfg.arch(corpus.vocab.size)
+        self.state = np.zeros(self.arch.state_shape(cfg.batch), np.float32)  # (L, S, B, H) carried across windows
         self.workers = None  # CPU worker threads, set once the steps exist (None on CUDA)
         self.total = None
         if resume is None:
-            self.params = init_params(cfg.hidden, corpus.vocab.size, self.rng)
-            self.opt = Optimizer(cfg.optimizer, self.params)
+            self.params = init_params(self.arch, self.rng)
+            self.opt = Optimizer(cfg.optimizer, self.params, cfg.weight_decay)
             self.step = 0
             self.best_val_loss = self.last_val_loss = None
             self.data_origin = 0  # the step at which the current corpus started
             self.epoch_origin = 0  # epochs of learning-rate decay done before that
         else:
             ckpt, meta = resume.checkpoint, resume.meta
-            self.params = FlatParams(cfg.hidden, corpus.vocab.size).load(ckpt.params)
-            self.opt = Optimizer(cfg.optimizer, self.params)
+            self.params = FlatParams(self.arch).load(ckpt.params)
+            self.opt = Optimizer(cfg.optimizer, self.params, cfg.weight_decay)
             self.opt.load_state(ckpt.state, meta["optimizer_updates"])
             self.rng.bit_generator.state = meta["rng"]
             self.step = meta["step"]
             self.best_val_loss, self.last_val_loss = meta["best_val_loss"], meta.get("last_val_loss")
             self.data_origin, self.epoch_origin = meta.get("data_origin", 0), meta.get("epoch_origin", 0)
             if same_corpus:
-                self.h[...] = ckpt.state["h_carry"]
+                self.state[...] = ckpt.state["h_carry"]
             else:  # fine-tuning on another corpus: from its beginning, h = 0, the decay kept
                 done = (self.step - self.data_origin) // meta["windows_per_epoch"]
                 self.epoch_origin += done
@@ -127,7 +129,8 @@ class _Run:
         meta = {
             "unk_id": UNK_ID,
             "eos_id": EOS_ID,
-            "model": {"cell": "rnn", "hidden": self.cfg.hidden, "vocab_size": vocab.size},
+            "model": {"cell": self.cfg.cell, "layers": self.cfg.layers, "hidden": self.cfg.hidden,
+                      "vocab_size": vocab.size, "dropout": self.cfg.dropout},  # fmt: skip
             "step": self.step,
             "best_val_loss": self.best_val_loss,
             "last_val_loss": self.last_val_loss,
@@ -144,7 +147,7 @@ class _Run:
             "rng": self.rng.bit_generator.state,
             "charrnn_version": __version__,
         }
-        state = dict(self.opt.state_arrays(), h_carry=self.h.copy())
+        state = dict(self.opt.state_arrays(), h_carry=self.state.copy())
         return Checkpoint(params=self.params.as_dict(), vocab=list(vocab.tokens), meta=meta, state=state)
 
 
@@ -182,6 +185,11 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
         )
     run = _Run(corpus, cfg, resume, same_corpus, device)
     total = run.total = plan_steps(cfg, per_epoch, run.step)
+    # The schedule spans the run on this corpus: a resume within its plan gets the same rates,
+    # a longer one stretches the cosine, and fine-tuning on another corpus starts a new one.
+    schedule = Schedule.of(cfg, run.data_origin, total)
+    if total is not None and cfg.warmup > total - run.data_origin:
+        raise UsageError(f"--warmup {cfg.warmup:,} is past the end of the run ({total - run.data_origin:,} steps); lower it")
     for stale in (out, best_path(out)):  # temporary files of saves a kill -9 cut short
         remove_temp_files(stale)
     report(
@@ -200,7 +208,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
         steps = make_steps(device, run, T, B, streams)
         try:
             run.workers = steps.workers
-            stopped_early, rate, has_best = _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_stop, resume)
+            stopped_early, rate, has_best = _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume)
         finally:
             steps.close()
     return TrainResult(
@@ -214,7 +222,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
     )
 
 
-def _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_stop, resume):
+def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume):
     cfg = run.cfg
     T, B = cfg.seq, cfg.batch
     start_time = time.perf_counter()
@@ -264,7 +272,7 @@ def _loop(run, steps, streams, val_ids, per_epoch, total, out, report, should_st
         epoch, k = run.position(per_epoch)
         if k == 0:
             steps.reset_hidden()  # every epoch starts from a zero state
-        lr = cfg.learning_rate * cfg.lr_decay ** (run.epoch_origin + epoch)
+        lr = schedule.rate(run.step, run.epoch_origin + epoch, time.perf_counter() - start_time)
         loss, norm = steps.step(k * T, lr)  # carries the hidden state forward; no update unless finite
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise diverged(run.step + 1, f"loss {loss}, gradient norm {norm}")

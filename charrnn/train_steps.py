@@ -3,14 +3,14 @@
 charrnn.train's loop is the same for both; it talks to one of these:
 
     steps.workers                the CPU worker threads (None on CUDA), recorded in checkpoints
-    steps.reset_hidden()         h = 0 (every epoch starts there)
+    steps.reset_hidden()         state = 0 (every epoch starts there)
     steps.step(start, lr)        loss and gradients of the window at step `start` of the streams, from the
                                  carried state, clipping, and an optimizer update unless the loss or the
                                  norm is inf/NaN; -> (loss, norm)
     steps.validation_loss(ids)   mean loss on held-out ids (charrnn.evaluate's protocol)
-    steps.to_host()              run.params, run.opt and run.h up to date (before checks and saves)
+    steps.to_host()              run.params, run.opt and run.state up to date (before checks and saves)
 
-On the CPU the state lives in the _Run (run.params, run.grads, run.opt, run.h) and to_host does
+On the CPU the state lives in the _Run (run.params, run.grads, run.opt, run.state) and to_host does
 nothing. On CUDA, parameters, optimizer slots and the carried state stay on the device
 (charrnn.cuda_backend.DeviceTrainer), the training ids are uploaded once and windows are cut
 on the device, and only the loss and gradient norm come back per step;
@@ -25,6 +25,7 @@ from charrnn.batches import fill_window
 from charrnn.errors import UsageError
 from charrnn.evaluate import device_rows_loss, validation_loss, validation_rows
 from charrnn.kernels import cpu
+from charrnn.network import Dropout
 from charrnn.parallel import WindowRunner
 
 
@@ -42,12 +43,14 @@ class CpuSteps:
         self.runner.close()
 
     def reset_hidden(self):
-        self.run.h[...] = 0.0
+        self.run.state[...] = 0.0
 
     def step(self, start, lr):
         run = self.run
         fill_window(self.streams, start, self.xs, self.ys)
-        loss = self.runner.loss_and_grads(run.params, run.grads, self.xs, self.ys, run.h)  # carries run.h forward
+        cfg = run.cfg
+        dropout = Dropout(cfg.dropout, cfg.seed, run.step) if cfg.dropout > 0 else None
+        loss = self.runner.loss_and_grads(run.params, run.grads, self.xs, self.ys, run.state, dropout)  # carries run.state forward
         norm = cpu.clip_by_global_norm(run.grads.flat, run.cfg.clip)
         if math.isfinite(loss) and math.isfinite(norm):
             run.opt.step(run.params, run.grads, lr)
@@ -70,11 +73,13 @@ class CudaSteps:
 
         self.cb, self.run, self.T, self.B = cuda_backend, run, T, B
         cfg = run.cfg
+        if cfg.dropout or cfg.weight_decay:  # (and the cell: cuda_backend.check_supported)
+            raise UsageError("--device cuda trains without --dropout and --weight-decay in this version; use --device cpu")
         try:
             self.trainer = cuda_backend.DeviceTrainer(run.params, T, B, cfg.optimizer, cfg.clip, opt=run.opt)
         except ValueError as err:  # a window too large for the launch grid
             raise UsageError(f"--device cuda: {err}") from None
-        self.trainer.hidden_state = run.h  # zeros, or a resumed run's carried state
+        self.trainer.hidden_state = run.state[0, 0]  # zeros, or a resumed run's carried state
         self.trainer.upload_streams(streams)  # the training ids stay on the device
         self.val_ws = None  # made at the first validation (its stream count is known then)
 
@@ -100,7 +105,7 @@ class CudaSteps:
         run = self.run
         self.trainer.params_to_host(run.params)
         self.trainer.optimizer_to_host(run.opt)
-        run.h[...] = self.trainer.hidden_state
+        run.state[0, 0] = self.trainer.hidden_state
 
 
 def make_steps(device, run, T, B, streams):

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.model import FlatParams
+from charrnn.params import FlatParams
 from charrnn.vocab import Vocab
 
 
@@ -22,7 +22,7 @@ class Model:
 def load_model(path):
     """Model from a checkpoint (validated; CheckpointError on any problem)."""
     ckpt = load_checkpoint(path)
-    params = FlatParams(ckpt.hidden, ckpt.vocab_size).load(ckpt.params)
+    params = FlatParams(ckpt.arch).load(ckpt.params)
     return Model(params=params, vocab=Vocab.from_tokens(ckpt.vocab), meta=ckpt.meta)
 
 
@@ -31,8 +31,11 @@ def describe(model, path):
     meta = model.meta
     return {
         "path": str(path),
-        "cell": meta["model"]["cell"],
+        "format": meta.get("version"),
+        "cell": model.params.arch.cell,
+        "layers": model.params.layers,
         "hidden": model.params.hidden,
+        "dropout": meta["model"].get("dropout", 0.0),
         "vocab_size": model.vocab.size,
         "parameters": int(model.params.flat.size),
         "lines": model.lines,

@@ -22,10 +22,10 @@ def models(tmp_path_factory):
     ok("train", folder / "corpus.txt", *TINY, "-q", "-o", folder / "files.npz")
     ok("train", folder / "names.txt", "--lines", *TINY[:-4], "--steps", "80", "--eval-every", "20", "-q", "-o", folder / "names.npz")
     ckpt = load_checkpoint(folder / "files.npz")
-    ckpt.params["by"][[UNK_ID, EOS_ID]] += 6.0
+    ckpt.params["bias_out"][[UNK_ID, EOS_ID]] += 6.0
     save_checkpoint(folder / "eos.npz", ckpt)
     p = ckpt.params
-    two = {"Wxh": p["Wxh"][:, :2], "Whh": p["Whh"], "bh": p["bh"], "Why": p["Why"][:2], "by": p["by"][:2]}
+    two = dict(p, weight_ih_l0=p["weight_ih_l0"][:, :2], weight_out=p["weight_out"][:2], bias_out=p["bias_out"][:2])
     meta = dict(ckpt.meta, model=dict(ckpt.meta["model"], vocab_size=2))
     save_checkpoint(folder / "empty.npz", Checkpoint({k: np.ascontiguousarray(v) for k, v in two.items()}, ckpt.vocab[:2], meta))
     return {name: folder / f"{name}.npz" for name in ("files", "names", "eos", "empty")}

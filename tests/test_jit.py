@@ -30,11 +30,16 @@ def test_kernel_falls_back_when_no_cache_folder_is_usable(monkeypatch):
 
 
 def test_kernels_cache_on_every_kernel_source():
-    """A kernel's cache entry depends on all of charrnn/kernels/*.py, not just its own file."""
-    from charrnn.kernels import cpu, packed
+    """A kernel's cache entry depends on every file of charrnn/kernels and charrnn/cells, not just its own."""
+    from charrnn.cells.kernels import MODULES
+    from charrnn.kernels import packed, sampling
 
-    for kernel in (cpu.rnn_forward, cpu.sample_tokens, packed.matmul_groups):
+    for kernel in (*(m.forward for m in MODULES), *(m.backward for m in MODULES), sampling.sample_tokens, packed.matmul_groups):
         assert isinstance(kernel._cache, jit.KernelCache)
+    package = Path(jit.__file__).parents[1]
+    sources = {str(p.relative_to(package)) for p in jit.kernel_sources()}
+    assert {"kernels/cpu.py", "kernels/dropout.py", "cells/lstm/cpu.py", "cells/gru/cpu.py", "cells/rnn/cpu.py"} <= sources
+    assert {str(p.relative_to(package)) for p in package.rglob("*.py") if "@kernel" in p.read_text()} <= sources
     key = cpu.clip_by_global_norm._cache._index_key("sig", numba.core.registry.cpu_target.target_context.codegen())
     assert key[-1] == jit.SOURCES_DIGEST
     assert len(jit.SOURCES_DIGEST) == 64

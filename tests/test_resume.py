@@ -209,9 +209,9 @@ def test_fine_tuning_starts_the_new_corpus_with_a_zero_state(corpus, tmp_path, m
     seen = []
     real = WindowRunner.loss_and_grads
 
-    def spy(self, params, grads, xs, ys, h):
+    def spy(self, params, grads, xs, ys, h, dropout=None):
         seen.append((h.copy(), xs[:, 0].copy()))
-        return real(self, params, grads, xs, ys, h)
+        return real(self, params, grads, xs, ys, h, dropout)
 
     monkeypatch.setattr(WindowRunner, "loss_and_grads", spy)
     train(other, resume_config(forced, steps=2), tmp_path / "m.npz", resume=forced)
@@ -255,7 +255,7 @@ def _rewrite_meta(path, **changes):
     ({"train.lr": "fast"}, "meta 'train.lr' must be a number, not 'fast'"),
     ({"train.seq": 0}, "its training settings are invalid (--seq must be an integer from 1 to 65536 (got 0))"),
     ({"train.optimizer": "sgd"}, None),  # sgd has no slots: resumable
-    ({"train.batch": 5}, "h_carry has shape (4, 32), expected (5, 32)"),
+    ({"train.batch": 5}, "h_carry has shape (1, 1, 4, 32), expected (1, 1, 5, 32)"),
     ({"corpus.paths": [3]}, "meta 'corpus.paths' must be a list of file paths"),
     ({"corpus.encoding_errors": "loose"}, "meta 'corpus.encoding_errors' is invalid"),
 ])  # fmt: skip
@@ -275,7 +275,7 @@ def test_checkpoint_without_training_state_is_refused(corpus, tmp_path):
     ckpt = load_checkpoint(tmp_path / "m.npz")
     ckpt.state = {k: v for k, v in ckpt.state.items() if not k.startswith("opt.v.")}
     checkpoint_module.save_checkpoint(tmp_path / "m.npz", ckpt)
-    with pytest.raises(CheckpointError, match=r"cannot resume from it: it holds no adam optimizer state \(opt\.v\.Wxh\)$"):
+    with pytest.raises(CheckpointError, match=r"cannot resume from it: it holds no adam optimizer state \(opt\.v\.weight_ih_l0\)$"):
         load_resume(tmp_path / "m.npz")
 
 
@@ -288,9 +288,9 @@ def nan_at(monkeypatch, step, what):
     real = WindowRunner.loss_and_grads
     real_step = Optimizer.step
 
-    def poisoned(self, params, grads, xs, ys, h):
+    def poisoned(self, params, grads, xs, ys, state, dropout=None):
         calls.append(1)
-        loss = real(self, params, grads, xs, ys, h)
+        loss = real(self, params, grads, xs, ys, state, dropout)
         if len(calls) == step:
             if what == "loss":
                 return float("nan")

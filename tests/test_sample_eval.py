@@ -9,19 +9,23 @@ import pytest
 from charrnn import reference
 from charrnn import sample as sample_module
 from charrnn.evaluate import evaluate_ids, stream_loss
-from charrnn.kernels import cpu
+from charrnn.cells import CELLS
 from charrnn.kernels import draw as draw_kernels
-from charrnn.model import PARAM_NAMES, init_params
+from charrnn.kernels import sampling
+from charrnn.params import Arch, init_params, layout
 from charrnn.sample import CpuSampler, Draw, generate
 from charrnn.trained import Model
 from charrnn.vocab import EOS_ID, UNK_ID, Vocab
 
 
-def tiny_model(H=12, V=9, seed=0, scale=0.8):
+ARCHS = [(cell, layers) for cell in CELLS for layers in (1, 2)]
+
+
+def tiny_model(H=12, V=9, seed=0, scale=0.8, cell="rnn", layers=1):
     rng = np.random.default_rng(seed)
-    params = init_params(H, V, rng)
-    for name in PARAM_NAMES:
-        params[name][...] = rng.normal(0, scale, params[name].shape)
+    params = init_params(Arch(cell, layers, H, V), rng)
+    for name, view in params.views.items():
+        view[...] = rng.normal(0, scale, view.shape)
     tokens = ["<unk>", "<eos>"] + list("abcdefg"[: V - 2])
     return Model(params=params, vocab=Vocab.from_tokens(tokens), meta={"lines": False})
 
@@ -63,18 +67,25 @@ def test_kth_largest_matches_sorting():
                 assert draw_kernels.kth_largest(a.copy(), V, k) == np.sort(a)[V - k], (V, k)
 
 
-def test_sampling_steps_match_the_reference_recurrence():
+def reference_of(model):
+    arch = model.params.arch
+    p64 = {n: model.params[n].astype(np.float64) for n in layout(arch)}
+    return arch.cell, p64, np.zeros(arch.state_shape(1))
+
+
+@pytest.mark.parametrize("cell,layers", ARCHS)
+def test_sampling_steps_match_the_reference_recurrence(cell, layers):
     """With temperature 0 each generated token is the argmax of the reference model's next
     distribution, less <unk> and <eos> (a stream of a model of whole files draws neither)."""
-    model = tiny_model()
+    model = tiny_model(cell=cell, layers=layers, scale=0.5 if cell == "rnn" else 1.0)
     prime = np.array([2, 3, 4])
     text = "".join(generate(model, prime, 20, temperature=0.0))
     ids, _ = model.vocab.encode_text(text)
-    p64 = {n: model.params[n].astype(np.float64) for n in PARAM_NAMES}
+    name, p64, state0 = reference_of(model)
     context = np.concatenate([[EOS_ID], prime, ids])
     for i in range(len(ids)):
         xs = context[: len(prime) + 1 + i].reshape(-1, 1)
-        _, _, probs = reference.forward(p64, xs, np.zeros_like(xs), np.zeros((1, 12)))
+        probs = reference.forward(name, p64, xs, np.zeros_like(xs), state0)[1]["probs"]
         allowed = probs[-1, 0].copy()
         allowed[[UNK_ID, EOS_ID]] = -1.0
         assert np.argmax(allowed) == ids[i]
@@ -89,13 +100,13 @@ def test_same_seed_same_text_and_stop_at_eos():
     assert min(lengths) < 300  # EOS stopped some samples early (the EOS logit is not negligible here)
 
 
-@pytest.mark.parametrize("H,scale", [(60, 0.5), (300, 0.15)])  # 2 and 5 groups of 64 columns
+@pytest.mark.parametrize("H,scale,cell,layers", [(60, 0.5, "rnn", 1), (300, 0.15, "rnn", 1), (70, 0.4, "lstm", 2), (40, 0.5, "gru", 2)])
 @pytest.mark.parametrize("helper_after", [0, None])  # the helper from the first token, or from HELPER_AFTER
-def test_two_threads_give_the_same_text(H, scale, helper_after, monkeypatch):
-    """The helper thread computes part of each step's product; the text is bitwise the same."""
+def test_two_threads_give_the_same_text(H, scale, cell, layers, helper_after, monkeypatch):
+    """The helper thread computes part of each product; the text is bitwise the same."""
     if helper_after is not None:
         monkeypatch.setattr(sample_module, "HELPER_AFTER", helper_after)
-    model = tiny_model(H=H, scale=scale)
+    model = tiny_model(H=H, scale=scale, cell=cell, layers=layers)
     for seed, temperature, top_k in [(3, 1.0, 0), (4, 0.7, 3), (5, 0.0, 0)]:
         texts = {
             threads: "".join(generate(model, [2, 3], 700, temperature, top_k, np.random.default_rng(seed), threads=threads))
@@ -106,23 +117,25 @@ def test_two_threads_give_the_same_text(H, scale, helper_after, monkeypatch):
     assert min(map(len, stopped)) < 400  # ended at EOS inside a chunk: the helper was stopped there
 
 
-def test_the_sampler_does_the_helpers_part_when_the_helper_is_not_running():
+@pytest.mark.parametrize("cell,layers", [("rnn", 1), ("lstm", 2)])
+def test_the_sampler_does_the_helpers_part_when_the_helper_is_not_running(cell, layers):
     """A helper kept off the cores (busy machine) must not stall sampling: with no helper thread
-    at all, every step's helper part is claimed and done by the sampler, with the same result."""
-    p = tiny_model(H=300, scale=0.15).params
+    at all, every product's helper part is claimed and done by the sampler, with the same result."""
+    p = tiny_model(H=300, scale=0.15, cell=cell, layers=layers).params
 
-    def sample(split):
-        sampler = CpuSampler(p, np.array([2, 3]), threads=1)
+    def sample(threads):
+        sampler = CpuSampler(p, np.array([2, 3]), threads=threads)
         out = np.empty(500, np.int64)
         rule = (Draw().allowed(p.vocab_size), -1, 1.0, 0, 1.0, -1)
-        args = (p["Wxh"], sampler.panels, p["bh"], p["by"], *rule, np.random.default_rng(7), out, sampler.u)
-        n = cpu.sample_tokens(4, sampler.h, *args, np.zeros(32, np.int64), split)
-        return out[:n], sampler.h
+        args = (sampler.kind, 4, sampler.state, sampler.W0, sampler.bih, sampler.bhh, sampler.bout, sampler.panels, sampler.goff)
+        n = sampling.sample_tokens(*args, sampler.splits, *rule, np.random.default_rng(7), out, sampler.u, sampler.ux,
+                                   sampler.uh, np.zeros(32, np.int64), sampler.helped)  # fmt: skip
+        return out[:n], sampler.state, sampler.helped
 
-    groups = CpuSampler(p, np.array([2]), threads=1).panels.shape[0]
-    alone, h_alone = sample(groups)  # no helper part
-    stolen, h_stolen = sample(groups // 2)  # a helper part, but no helper thread
-    assert len(alone) == 500 and np.array_equal(alone, stolen) and np.array_equal(h_alone, h_stolen)
+    alone, state_alone, helped = sample(1)  # no helper part
+    stolen, state_stolen, helped2 = sample(2)  # a helper part, but no helper thread
+    assert not helped and helped2
+    assert len(alone) == 500 and np.array_equal(alone, stolen) and np.array_equal(state_alone, state_stolen)
 
 
 def test_the_helper_thread_starts_late_and_ends_with_the_sample():
@@ -137,14 +150,15 @@ def test_the_helper_thread_starts_late_and_ends_with_the_sample():
     assert not any(t.name.startswith("charrnn-helper") for t in threading.enumerate())
 
 
-def test_eval_matches_the_reference_and_ignores_window_size():
-    model = tiny_model()
+@pytest.mark.parametrize("cell,layers", ARCHS)
+def test_eval_matches_the_reference_and_ignores_window_size(cell, layers):
+    model = tiny_model(cell=cell, layers=layers)
     rng = np.random.default_rng(5)
     ids = rng.integers(0, 9, 40).astype(np.uint8)
     result = evaluate_ids(model.params, ids)
     stream = np.concatenate([[EOS_ID], ids])
-    p64 = {n: model.params[n].astype(np.float64) for n in PARAM_NAMES}
-    ref_loss, _, _ = reference.forward(p64, stream[:-1].reshape(-1, 1), stream[1:].reshape(-1, 1), np.zeros((1, 12)))
+    name, p64, state0 = reference_of(model)
+    ref_loss, _ = reference.forward(name, p64, stream[:-1].reshape(-1, 1), stream[1:].reshape(-1, 1), state0)
     assert result.chars == 40
     assert result.loss == pytest.approx(ref_loss, rel=1e-5)
     assert result.bpc == pytest.approx(result.loss / math.log(2))

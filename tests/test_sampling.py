@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from charrnn.kernels import draw as kernels
-from charrnn.model import PARAM_NAMES, init_params
+from charrnn.params import Arch, init_params
 from charrnn.sample import EOS_BANNED, EOS_ENDS, EOS_NEWLINE, CpuSampler, Draw, StopScan, generate
 from charrnn.trained import Model
 from charrnn.vocab import EOS_ID, UNK_ID, Vocab
@@ -142,17 +142,18 @@ def test_nucleus_cut_against_sorting(values, fraction):
 
 
 @st.composite
-def model_and_rule(draw, hidden=(3, 17, 70)):  # 70 + V > 64 columns: two groups, so two threads share steps
-    """A random model in which <unk> and <eos> are often the most likely tokens, a draw rule, a
-    number of tokens and a seed."""
+def model_and_rule(draw, hidden=(3, 17, 70), cells=(("rnn", 1), ("lstm", 1), ("gru", 2))):
+    """A random model (of any cell) in which <unk> and <eos> are often the most likely tokens, a
+    draw rule, a number of tokens and a seed. 70 + V > 64 columns: two groups, so two threads share steps."""
     H = draw(st.sampled_from(hidden))
     V = draw(st.integers(3, 12))
+    cell, layers = draw(st.sampled_from(cells))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    params = init_params(H, V, rng)
+    params = init_params(Arch(cell, layers, H, V), rng)
     scale = draw(st.floats(0.1, 2.5))
-    for name in PARAM_NAMES:
-        params[name][...] = rng.normal(0, scale, params[name].shape)
-    params["by"][:2] += draw(st.floats(0, 6))
+    for view in params.views.values():
+        view[...] = rng.normal(0, scale, view.shape)
+    params["bias_out"][:2] += draw(st.floats(0, 6))
     tokens = ["<unk>", "<eos>"] + [chr(ord("a") + i) for i in range(V - 2)]
     model = Model(params=params, vocab=Vocab.from_tokens(tokens), meta={"lines": draw(st.booleans())})
     rule = Draw(draw(st.sampled_from([0.0, 0.3, 1.0, 2.5])), draw(st.integers(0, V)), draw(st.sampled_from([1.0, 0.9, 0.4, 0.05])),

@@ -9,7 +9,7 @@ from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.errors import UsageError
 from charrnn.evaluate import validation_loss
-from charrnn.model import FlatParams
+from charrnn.params import FlatParams
 from charrnn.parallel import WindowRunner
 from charrnn.train import best_path, train
 
@@ -52,7 +52,7 @@ def test_same_seed_same_model_and_losses(corpus, tmp_path):
     losses = lambda events: [info["loss"] for kind, info in events if kind == "step"]  # noqa: E731
     assert losses(a_events) == losses(b_events)
     c = run(corpus, tmp_path, "c.npz", steps=40, seed=4)
-    assert not np.array_equal(load_checkpoint(c.checkpoint).params["Whh"], a.params["Whh"])
+    assert not np.array_equal(load_checkpoint(c.checkpoint).params["weight_hh_l0"], a.params["weight_hh_l0"])
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -60,9 +60,9 @@ def test_hidden_state_carried_between_windows_and_reset_each_epoch(corpus, tmp_p
     seen = []  # (h0 passed in, last hidden state of the window)
     real = WindowRunner.loss_and_grads
 
-    def spy(self, params, grads, xs, ys, h):
+    def spy(self, params, grads, xs, ys, h, dropout=None):
         h0 = h.copy()
-        loss = real(self, params, grads, xs, ys, h)  # replaces h with the window's last state
+        loss = real(self, params, grads, xs, ys, h, dropout)  # replaces h with the window's last state
         seen.append((h0, h.copy()))
         return loss
 
@@ -96,10 +96,10 @@ def test_checkpoints_latest_and_best(corpus, tmp_path):
     assert latest.meta["step"] == 120
     assert latest.meta["best_val_loss"] == pytest.approx(result.best_val_loss)
     assert latest.meta["corpus"]["fingerprint"] == corpus.fingerprint
-    assert latest.state["h_carry"].shape == (4, 32)
-    assert {"opt.m.Whh", "opt.v.Whh"} <= set(latest.state)
+    assert latest.state["h_carry"].shape == (1, 1, 4, 32)
+    assert {"opt.m.weight_hh_l0", "opt.v.weight_hh_l0"} <= set(latest.state)
     # the best file holds the state whose validation loss was the best
-    params = FlatParams(32, corpus.vocab.size).load(best.params)
+    params = FlatParams(best.arch).load(best.params)
     _, val_ids = train_module.split_train_val(corpus.ids, 0.1)
     assert validation_loss(params, val_ids, 4, 16) == pytest.approx(result.best_val_loss, rel=1e-6)
     evals = [info for kind, info in events if kind == "eval"]

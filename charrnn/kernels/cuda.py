@@ -1,19 +1,23 @@
-"""CUDA kernels (numba-cuda): the math of `charrnn.kernels.cpu`, as pure kernels over device arrays.
+"""CUDA kernels (numba-cuda) shared by every cell: the math of `charrnn.kernels.cpu` and the products
+of `charrnn.network`, as pure kernels over device arrays. The cells' step kernels are in
+charrnn/cells/<name>/cuda.py, the optimizers in cuda_optim.py, dropout in cuda_dropout.py, the
+sampler's draw in cuda_draw.py.
 
-Shape letters: T time steps, B streams, H hidden units, V vocabulary, N = T*B positions,
+Shape letters: T time steps, B streams, H hidden units, V vocabulary, G gates, N = T*B positions,
 P parameters. Floats are float32, token ids int32, the loss and norm float64 (in `stats`).
-Wxh is read as WxhT (V, H), the transposed storage FlatParams uses, so a token's row is contiguous.
 
-Importing this module imports numba.cuda (it is only imported on request, by charrnn.cuda_backend).
-With NUMBA_ENABLE_CUDASIM=1 the same code runs in numba's CUDA simulator (tests/test_cuda_sim.py),
-so it sticks to what both accept: explicit float32 accumulators and constants (a float64 literal
-would widen the arithmetic on a GPU), shared-memory reductions, no warp shuffles.
-Launch shapes are given in each docstring; charrnn.cuda_backend makes every launch.
+Importing this module imports numba.cuda (it is only imported on request, by the CUDA host code:
+charrnn.cuda_backend, charrnn.network_cuda, charrnn.sample_cuda). With NUMBA_ENABLE_CUDASIM=1 the
+same code runs in numba's CUDA simulator (tests/test_cuda_sim.py), so it sticks to what both
+accept: explicit float32 accumulators and constants (a float64 literal would widen the arithmetic
+on a GPU), shared-memory reductions, no warp shuffles. Launch shapes are given in each docstring;
+the launch helpers at the end compute them.
 """
 
 import math
 
 import numba
+import numpy as np
 from numba import cuda
 
 from charrnn.kernels.cuda_draw import draw_token  # noqa: F401  sampling, in its own file (as draw.py on the CPU)
@@ -30,6 +34,7 @@ TILE_PAD = TILE + 1  # one padding column, so reading down a shared tile avoids 
 REDUCE_THREADS = 16 if _SIM else 128  # shared buffer of block reductions; launches use a power of two <= this
 MIN_THREADS = 4 if _SIM else 32  # fewest threads of a reduction block (a warp on a GPU)
 COLS, ROWS = (8, 2) if _SIM else (32, 8)  # column_sums: a block covers COLS columns, ROWS threads each
+THREADS = 64 if _SIM else 256  # block size of the elementwise kernels
 LOSS, NORM = 0, 1  # slots of `stats` (float64): the window's mean loss, the gradient norm
 
 
@@ -66,92 +71,69 @@ def block_max(red, tid, nt):
     return red[0]
 
 
-# --------------------------------------------------------------------------- recurrence
+# --------------------------------------------------------------------------- recurrence helpers
+# Every cell's step kernel (charrnn/cells/<name>/cuda.py) is a tiled product of B streams by the
+# G blocks of weight_hh, fused with its gate math: blocks of (TILE, TILE) threads, thread (tx, ty)
+# owning unit j = blockIdx.x*TILE + tx of stream b = blockIdx.y*TILE + ty, so each thread holds
+# every gate of its unit. These helpers are the product's shared parts.
 
 
-@cuda.jit
-def rnn_forward_step(x, h, WxhT, Whh, bh, h_next):
-    """One time step for the batch: h_next[b, j] = tanh(sum_k h[b, k] Whh[j, k] + WxhT[x[b], j] + bh[j]).
-
-    x (B,) ids, h (B, H), WxhT (V, H), Whh (H, H), bh (H,); writes h_next (B, H).
-    Launch: grid (ceil(H/TILE), ceil(B/TILE)), block (TILE, TILE). Thread x runs over j, so stores
-    and the Whh tile loads (rows of Whh) are coalesced; the padded tiles avoid bank conflicts.
-    """
-    B, H = h.shape
+@cuda.jit(device=True, inline="always")
+def load_hidden_tiles(h, W, G, H, b, j0, k0, sh, sw):
+    """Forward tiles: sh[ty, tx] = h[b, k0+tx] (B, H); sw[g, ty, tx] = W[g*H + j0+ty, k0+tx] for
+    each gate g < G of W (G*H, H), zero outside. Thread x walks k: rows of W load coalesced."""
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    j0 = cuda.blockIdx.x * TILE
-    b = cuda.blockIdx.y * TILE + ty
-    j = j0 + tx
-    sh = cuda.shared.array((TILE, TILE_PAD), numba.float32)
-    sw = cuda.shared.array((TILE, TILE_PAD), numba.float32)
+    k = k0 + tx
+    sh[ty, tx] = h[b, k] if b < h.shape[0] and k < H else f32(0.0)
+    r = j0 + ty  # the output unit whose rows this thread loads
+    for g in range(G):
+        sw[g, ty, tx] = W[g * H + r, k] if r < H and k < H else f32(0.0)
+    cuda.syncthreads()
+
+
+@cuda.jit(device=True, inline="always")
+def tile_dot(sh, sw, g, ty, tx):
+    """sum over kk of sh[ty, kk] * sw[g, tx, kk]: gate g of unit tx, stream ty, over one tile."""
     acc = f32(0.0)
-    for k0 in range(0, H, TILE):
-        k = k0 + tx
-        sh[ty, tx] = h[b, k] if b < B and k < H else f32(0.0)
-        r = j0 + ty  # the output unit whose Whh row this thread loads
-        sw[ty, tx] = Whh[r, k] if r < H and k < H else f32(0.0)
-        cuda.syncthreads()
-        for kk in range(TILE):
-            acc += sh[ty, kk] * sw[tx, kk]
-        cuda.syncthreads()
-    if b < B and j < H:
-        h_next[b, j] = math.tanh(acc + (WxhT[x[b], j] + bh[j]))
+    for kk in range(TILE):
+        acc += sh[ty, kk] * sw[g, tx, kk]
+    return acc
 
 
-@cuda.jit
-def rnn_backward_step(dhs_t, h_t, dh, Whh, da_t, dh_prev):
-    """One step back through the recurrence, fused:
-    da_t[b, k] = (dhs_t[b, k] + dh[b, k]) * (1 - h_t[b, k]^2), then dh_prev = da_t @ Whh.
-
-    All (B, H) except Whh (H, H); dh and dh_prev must be different buffers (blocks read all of dh).
-    Launch: grid (ceil(H/TILE), ceil(B/TILE)), block (TILE, TILE). da is recomputed per tile from
-    its inputs instead of being stored and re-read; the blocks of the first column write it out.
-    """
-    B, H = h_t.shape
+@cuda.jit(device=True, inline="always")
+def load_back_tiles(W, G, H, u0, j, sw):
+    """Backward tile of W (G*H, H): sw[g, ty, tx] = W[g*H + u0+ty, j] (j = the thread's column),
+    read along j: coalesced. The caller fills its gradient tile sd[g, ty, tx] (unit u0 + tx)."""
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    j = cuda.blockIdx.x * TILE + tx
-    b = cuda.blockIdx.y * TILE + ty
-    sd = cuda.shared.array((TILE, TILE_PAD), numba.float32)
-    sw = cuda.shared.array((TILE, TILE_PAD), numba.float32)
+    u = u0 + ty
+    for g in range(G):
+        sw[g, ty, tx] = W[g * H + u, j] if u < H and j < H else f32(0.0)
+
+
+@cuda.jit(device=True, inline="always")
+def tile_dot_back(sd, sw, g, ty, tx):
+    """sum over kk of sd[g, ty, kk] * sw[g, kk, tx]: (dpre_g @ W_g) of column tx, stream ty, over one tile."""
     acc = f32(0.0)
-    for k0 in range(0, H, TILE):
-        k = k0 + tx
-        d = f32(0.0)
-        if b < B and k < H:
-            hv = h_t[b, k]
-            d = (dhs_t[b, k] + dh[b, k]) * (f32(1.0) - hv * hv)
-            if cuda.blockIdx.x == 0:
-                da_t[b, k] = d
-        sd[ty, tx] = d
-        r = k0 + ty  # row r of Whh, read along j: coalesced
-        sw[ty, tx] = Whh[r, j] if r < H and j < H else f32(0.0)
-        cuda.syncthreads()
-        for kk in range(TILE):
-            acc += sd[ty, kk] * sw[kk, tx]
-        cuda.syncthreads()
-    if b < B and j < H:
-        dh_prev[b, j] = acc
+    for kk in range(TILE):
+        acc += sd[g, ty, kk] * sw[g, kk, tx]
+    return acc
+
+
+@cuda.jit(device=True, inline="always")
+def sigmoid(x):
+    """1/(1 + e^-x) as (1 + tanh(x/2)) / 2: float32, never overflows (the CPU's formula too)."""
+    return f32(0.5) + f32(0.5) * math.tanh(f32(0.5) * x)
 
 
 # --------------------------------------------------------------------------- dense products
 
 
-@cuda.jit
-def matmul(A, Bm, C, ta, tb):
-    """C (M, N) = op(A) @ op(Bm), op(X) = X.T when its flag is set: A (M, K) or (K, M), Bm (K, N) or (N, K).
-
-    The non-recurrent products over all N = T*B positions: logits = H_all @ Why.T, dWhy =
-    dlogits.T @ H_all, dH = dlogits @ Why, dWhh = das.T @ H_prev (and Why @ h when sampling).
-    Launch: grid (ceil(N/TILE), ceil(M/TILE)), block (TILE, TILE). Every tile is read along the
-    contiguous axis of its source (coalesced) and stored transposed in shared memory when needed.
-    """
-    M, N = C.shape
-    K = A.shape[0] if ta else A.shape[1]
+@cuda.jit(device=True, inline="always")
+def _product(A, Bm, ta, tb, M, N, K, sa, sb):
+    """The tile (m0 + ty, n0 + tx) of op(A) @ op(Bm) (see matmul); every thread returns its entry."""
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     m0 = cuda.blockIdx.y * TILE
     n0 = cuda.blockIdx.x * TILE
-    sa = cuda.shared.array((TILE, TILE_PAD), numba.float32)  # sa[m, k]
-    sb = cuda.shared.array((TILE, TILE_PAD), numba.float32)  # sb[k, n]
     acc = f32(0.0)
     for k0 in range(0, K, TILE):
         if ta:  # A (K, M): thread x walks m
@@ -170,9 +152,87 @@ def matmul(A, Bm, C, ta, tb):
         for kk in range(TILE):
             acc += sa[ty, kk] * sb[kk, tx]
         cuda.syncthreads()
-    m, n = m0 + ty, n0 + tx
+    return acc
+
+
+@cuda.jit
+def matmul(A, Bm, C, ta, tb):
+    """C (M, N) = op(A) @ op(Bm), op(X) = X.T when its flag is set: A (M, K) or (K, M), Bm (K, N) or (N, K).
+
+    The products over all N = T*B positions (network_cuda): logits = y @ weight_out.T, the weight
+    gradients dW = d.T @ x, and d @ W for the layer below (and weight_out @ h when sampling).
+    Launch: grid (ceil(N/TILE), ceil(M/TILE)), block (TILE, TILE). Every tile is read along the
+    contiguous axis of its source (coalesced) and stored transposed in shared memory when needed.
+    """
+    M, N = C.shape
+    K = A.shape[0] if ta else A.shape[1]
+    sa = cuda.shared.array((TILE, TILE_PAD), numba.float32)  # sa[m, k]
+    sb = cuda.shared.array((TILE, TILE_PAD), numba.float32)  # sb[k, n]
+    acc = _product(A, Bm, ta, tb, M, N, K, sa, sb)
+    m, n = cuda.blockIdx.y * TILE + cuda.threadIdx.y, cuda.blockIdx.x * TILE + cuda.threadIdx.x
     if m < M and n < N:
         C[m, n] = acc
+
+
+@cuda.jit
+def linear(A, W, bias, C):
+    """C (M, N) = A (M, K) @ W.T + bias, W (N, K), bias (N,): a layer's input projection from the
+    layer below (pre_k = y_{k-1} @ weight_ih_lk.T + bias_ih_lk). Launch: as matmul."""
+    M, N = C.shape
+    sa = cuda.shared.array((TILE, TILE_PAD), numba.float32)
+    sb = cuda.shared.array((TILE, TILE_PAD), numba.float32)
+    acc = _product(A, W, False, True, M, N, A.shape[1], sa, sb)
+    m, n = cuda.blockIdx.y * TILE + cuda.threadIdx.y, cuda.blockIdx.x * TILE + cuda.threadIdx.x
+    if m < M and n < N:
+        C[m, n] = acc + bias[n]
+
+
+@cuda.jit
+def gather_rows(xs, Wt, bias, out):
+    """out (N, M) = Wt[xs[p]] + bias: layer 0's input projection of one-hot ids (never built), as
+    cpu.gather_rows. xs (N,) ids, Wt (V, M) = weight_ih_l0 as stored, bias (M,), M = G*H.
+    Launch: 1-d grid over N*M."""
+    N, M = out.shape
+    i = cuda.grid(1)
+    if i < N * M:
+        p = i // M
+        k = i - p * M
+        out[p, k] = Wt[xs[p], k] + bias[k]
+
+
+@cuda.jit
+def scatter_rows(xs, d, dWt):
+    """dWt (V, M) += d[p] added into row xs[p], for p < N: gather_rows' weight gradient.
+
+    xs (N,) ids, d (N, M). dWt must be zeroed first. Launch: 1-d grid over N*M threads.
+    Atomic adds: positions sharing a token write the same row.
+    """
+    N, M = d.shape
+    i = cuda.grid(1)
+    if i < N * M:
+        p = i // M
+        k = i - p * M
+        cuda.atomic.add(dWt, (xs[p], k), d[p, k])
+
+
+@cuda.jit
+def column_sums(A, out):
+    """out (M,) = A (N, M) summed over rows: the bias gradients. Launch: grid (ceil(M/COLS),), block (COLS, ROWS)."""
+    N, M = A.shape
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    c = cuda.blockIdx.x * COLS + tx
+    red = cuda.shared.array((ROWS, COLS), numba.float32)
+    acc = f32(0.0)
+    if c < M:
+        for r in range(ty, N, ROWS):  # a warp reads COLS consecutive floats of one row
+            acc += A[r, c]
+    red[ty, tx] = acc
+    cuda.syncthreads()
+    if ty == 0 and c < M:
+        s = f32(0.0)
+        for r in range(ROWS):
+            s += red[r, tx]
+        out[c] = s
 
 
 # --------------------------------------------------------------------------- output layer
@@ -182,7 +242,7 @@ def matmul(A, Bm, C, ta, tb):
 def softmax_xent(logits, by, ys, dlogits, row_loss, scale, want_grad):
     """Fused softmax + cross-entropy of row p = blockIdx.x, with the output bias added here.
 
-    logits (N, V) = H_all @ Why.T (no bias), by (V,), ys (N,) target ids, scale = 1/N (float32).
+    logits (N, V) = y @ weight_out.T (no bias), by (V,), ys (N,) target ids, scale = 1/N (float32).
     Writes row_loss[p] (float64) = -log softmax(z)[ys[p]], z = logits[p] + by, and, when want_grad,
     dlogits[p] = (softmax(z) - onehot(ys[p])) * scale (may be the same array as logits).
     Launch: grid (N,), block (nt,), nt a power of two <= REDUCE_THREADS.
@@ -211,44 +271,6 @@ def softmax_xent(logits, by, ys, dlogits, row_loss, scale, want_grad):
             dlogits[p, k] = d - scale if k == y else d
     if tid == 0:
         row_loss[p] = f64(math.log(s) + zmax - zy)
-
-
-@cuda.jit
-def embed_backward(xs, das, dWxhT):
-    """dWxhT (V, H) += das[p] added into row xs[p], for p < N (the one-hot input is never built).
-
-    xs (N,) ids, das (N, H). dWxhT must be zeroed first. Launch: 1-d grid over N*H threads.
-    Atomic adds: positions sharing a token write the same row.
-    """
-    N, H = das.shape
-    i = cuda.grid(1)
-    if i < N * H:
-        p = i // H
-        j = i - p * H
-        cuda.atomic.add(dWxhT, (xs[p], j), das[p, j])
-
-
-@cuda.jit
-def column_sums(A, out):
-    """out (M,) = A (N, M) summed over rows: the bias gradients. Launch: grid (ceil(M/COLS),), block (COLS, ROWS)."""
-    N, M = A.shape
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    c = cuda.blockIdx.x * COLS + tx
-    red = cuda.shared.array((ROWS, COLS), numba.float32)
-    acc = f32(0.0)
-    if c < M:
-        for r in range(ty, N, ROWS):  # a warp reads COLS consecutive floats of one row
-            acc += A[r, c]
-    red[ty, tx] = acc
-    cuda.syncthreads()
-    if ty == 0 and c < M:
-        s = f32(0.0)
-        for r in range(ROWS):
-            s += red[r, tx]
-        out[c] = s
-
-
-# --------------------------------------------------------------------------- reductions, clipping
 
 
 @cuda.jit
@@ -288,13 +310,15 @@ def finish_sum(values, stats, slot, scale, root):
         stats[slot] = math.sqrt(total) if root else total
 
 
+# --------------------------------------------------------------------------- elementwise, ids
+
+
 @cuda.jit
-def clip_by_norm(g, stats, max_norm):
-    """g (P,) *= max_norm / ||g|| when 0 < max_norm < ||g|| = stats[NORM]. Launch: 1-d grid over P."""
+def multiply(a, b, out):
+    """out (n,) = a * b (dropout's backward: dh = dy * mask). Launch: 1-d grid over n."""
     i = cuda.grid(1)
-    norm = stats[NORM]
-    if i < g.shape[0] and max_norm > 0.0 and norm > max_norm:
-        g[i] *= f32(max_norm / norm)
+    if i < out.shape[0]:
+        out[i] = a[i] * b[i]
 
 
 @cuda.jit
@@ -317,63 +341,62 @@ def fill(a, value):
         a[i] = value
 
 
-# --------------------------------------------------------------------------- optimisation
-# Flat (P,) arrays, one thread per entry (1-d grid over P). Scalars are float32; Adam's bias
-# corrections are folded into alpha and eps_hat on the host. Nothing changes when stats (float64)
-# holds a non-finite loss or norm, so a diverged step leaves the last good parameters in place.
+# --------------------------------------------------------------------------- launch shapes
 
 
-@cuda.jit
-def sgd_update(p, g, lr, stats):
-    """p -= lr * g."""
-    i = cuda.grid(1)
-    if i < p.shape[0] and math.isfinite(stats[LOSS]) and math.isfinite(stats[NORM]):
-        p[i] -= lr * g[i]
+def zeros(shape, dtype=np.float32):
+    """A zeroed device array."""
+    return cuda.to_device(np.zeros(shape, dtype))
 
 
-@cuda.jit
-def adagrad_update(p, g, g2, lr, eps, stats):
-    """g2 += g^2; p -= lr * g / (sqrt(g2) + eps)."""
-    i = cuda.grid(1)
-    if i < p.shape[0] and math.isfinite(stats[LOSS]) and math.isfinite(stats[NORM]):
-        gi = g[i]
-        s = g2[i] + gi * gi
-        g2[i] = s
-        p[i] -= lr * gi / (math.sqrt(s) + eps)
+def blocks(n, per=THREADS):
+    """Blocks of `per` threads that cover n items (at least one)."""
+    return max(1, (n + per - 1) // per)
 
 
-@cuda.jit
-def adam_update(p, g, m, v, alpha, beta1, beta2, eps_hat, stats):
-    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= alpha m / (sqrt(v) + eps_hat).
-    alpha = lr sqrt(1-b2^t) / (1-b1^t), eps_hat = eps sqrt(1-b2^t): cpu.adam_update's bias correction.
-    """
-    i = cuda.grid(1)
-    if i < p.shape[0] and math.isfinite(stats[LOSS]) and math.isfinite(stats[NORM]):
-        gi = g[i]
-        mi = beta1 * m[i] + (f32(1.0) - beta1) * gi
-        vi = beta2 * v[i] + (f32(1.0) - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= alpha * mi / (math.sqrt(vi) + eps_hat)
+def flat(n):
+    """Launch shape of a 1-d kernel over n items."""
+    return blocks(n), THREADS
 
 
-# Argument types of every kernel as charrnn.cuda_backend launches them (all arrays C-contiguous):
+def tiled(rows, cols):
+    """Launch shape of a (rows, cols) output computed in TILE x TILE blocks (products, cell steps)."""
+    return (blocks(cols, TILE), blocks(rows, TILE)), (TILE, TILE)
+
+
+def pow2_threads(n):
+    """Smallest power of two >= n, between MIN_THREADS (a warp) and REDUCE_THREADS."""
+    nt = MIN_THREADS
+    while nt < n and nt < REDUCE_THREADS:
+        nt *= 2
+    return nt
+
+
+def sums_of_columns(A, out):
+    """Launch column_sums: out (M,) = A (N, M) summed over rows."""
+    column_sums[blocks(out.shape[0], COLS), (COLS, ROWS)](A, out)
+
+
+def product(A, Bm, C, ta=False, tb=False):
+    """Launch matmul: C = op(A) @ op(Bm)."""
+    matmul[tiled(*C.shape)](A, Bm, C, ta, tb)
+
+
+# Argument types of every kernel as the host code launches them (all arrays C-contiguous):
 # tests/test_cuda_sim.py compiles each to PTX for a real GPU architecture with these.
 _M, _V, _I = "float32[:, ::1]", "float32[::1]", "int32[::1]"
 SIGNATURES = {
-    "rnn_forward_step": f"void({_I}, {_M}, {_M}, {_M}, {_V}, {_M})",
-    "rnn_backward_step": f"void({_M}, {_M}, {_M}, {_M}, {_M}, {_M})",
     "matmul": f"void({_M}, {_M}, {_M}, boolean, boolean)",
-    "softmax_xent": f"void({_M}, {_V}, {_I}, {_M}, float64[::1], float32, boolean)",
-    "embed_backward": f"void({_I}, {_M}, {_M})",
+    "linear": f"void({_M}, {_M}, {_V}, {_M})",
+    "gather_rows": f"void({_I}, {_M}, {_V}, {_M})",
+    "scatter_rows": f"void({_I}, {_M}, {_M})",
     "column_sums": f"void({_M}, {_V})",
+    "softmax_xent": f"void({_M}, {_V}, {_I}, {_M}, float64[::1], float32, boolean)",
     "sum_squares": f"void({_V}, {_V})",
     "finish_sum": [f"void({t}[::1], float64[::1], int64, float64, boolean)" for t in ("float32", "float64")],
-    "clip_by_norm": f"void({_V}, float64[::1], float64)",
+    "multiply": f"void({_V}, {_V}, {_V})",
     "gather_window": "void(int32[::1], int64, int64, int32[:, :, ::1])",
     "fill": f"void({_V}, float32)",
-    "sgd_update": f"void({_V}, {_V}, float32, float64[::1])",
-    "adagrad_update": f"void({_V}, {_V}, {_V}, float32, float32, float64[::1])",
-    "adam_update": f"void({_V}, {_V}, {_V}, {_V}, float32, float32, float32, float32, float64[::1])",
     "draw_token": f"void({_M}, {_V}, boolean[::1], int64, float32, int64, float64, float64[::1], int64, {_V}, {_V}, {_I})",
 }
+FLOAT32_ONLY = {"matmul", "linear", "gather_rows", "scatter_rows", "column_sums", "sum_squares", "multiply", "fill"}

@@ -49,6 +49,28 @@ TANH_P = (1.0, 0.13444645702838898, 0.003571929642930627, 2.190742816310376e-05,
 TANH_Q = (1.0, 0.4677796959877014, 0.026165293529629707, 0.00034121316275559366, 8.532906576874666e-07)
 
 
+_C = np.float32(TANH_CLAMP)
+_P = tuple(np.float32(v) for v in TANH_P)
+_Q = tuple(np.float32(v) for v in TANH_Q)
+_HALF = np.float32(0.5)
+
+
+@register_jitable(inline="always")
+def tanh32(x):
+    """The float32 rational tanh above, for one value (vectorises inside a loop)."""
+    p0, p1, p2, p3, p4 = _P
+    q0, q1, q2, q3, q4 = _Q
+    x = min(max(x, -_C), _C)
+    s = x * x
+    return x * (p0 + s * (p1 + s * (p2 + s * (p3 + s * p4)))) / (q0 + s * (q1 + s * (q2 + s * (q3 + s * q4))))
+
+
+@register_jitable(inline="always")
+def sigmoid32(x):
+    """sigmoid(x) = (1 + tanh(x/2)) / 2: float32, vectorisable, error below 1.8e-7 absolute."""
+    return _HALF + _HALF * tanh32(_HALF * x)
+
+
 @overload(tanh_into, jit_options=dict(fastmath=FASTMATH, error_model=ERROR_MODEL))
 def _tanh_into(a, out):
     if a.dtype != types.float32:  # float64 (gradient checks): libm's exact tanh
@@ -58,16 +80,6 @@ def _tanh_into(a, out):
 
         return exact
 
-    c = np.float32(TANH_CLAMP)
-    p0, p1, p2, p3, p4 = (np.float32(v) for v in TANH_P)
-    q0, q1, q2, q3, q4 = (np.float32(v) for v in TANH_Q)
-
-    @register_jitable
-    def tanh32(x):
-        x = min(max(x, -c), c)
-        s = x * x
-        return x * (p0 + s * (p1 + s * (p2 + s * (p3 + s * p4)))) / (q0 + s * (q1 + s * (q2 + s * (q3 + s * q4))))
-
     def rational(a, out):
         if same_memory(a, out):  # one array in the loop: LLVM vectorises it without an overlap check
             for j in range(out.shape[0]):
@@ -75,6 +87,31 @@ def _tanh_into(a, out):
         else:
             for j in range(a.shape[0]):
                 out[j] = tanh32(a[j])
+
+    return rational
+
+
+def sigmoid_into(a, out):
+    """out[j] = 1 / (1 + exp(-a[j])) for 1-d arrays (may be the same array). Compiled per dtype."""
+    out[...] = 1.0 / (1.0 + np.exp(-a))
+
+
+@overload(sigmoid_into, jit_options=dict(fastmath=FASTMATH, error_model=ERROR_MODEL))
+def _sigmoid_into(a, out):
+    if a.dtype != types.float32:  # float64: exact, from libm's tanh (no overflow for large |x|)
+        def exact(a, out):
+            for j in range(a.shape[0]):
+                out[j] = 0.5 + 0.5 * math.tanh(0.5 * a[j])
+
+        return exact
+
+    def rational(a, out):
+        if same_memory(a, out):
+            for j in range(out.shape[0]):
+                out[j] = sigmoid32(out[j])
+        else:
+            for j in range(a.shape[0]):
+                out[j] = sigmoid32(a[j])
 
     return rational
 

@@ -7,8 +7,9 @@ would then shadow a later install as an empty namespace package. When no folder 
 making the cache raises RuntimeError; we then compile in memory instead, which only costs start-up.
 
 numba keys a cached kernel on its own bytecode only, so a change to a kernel it calls in another
-file (packed.py, elementwise.py, ...) would reuse stale machine code. KernelCache adds a digest of
-every kernel module's source to the key.
+file (packed.py, elementwise.py, a cell's cpu.py, ...) would reuse stale machine code. KernelCache
+adds a digest of the source of every file in KERNEL_FOLDERS (charrnn/kernels and charrnn/cells,
+with their subfolders) to the key.
 """
 
 import hashlib
@@ -28,10 +29,19 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 ERROR_MODEL = "numpy"
 
 
+PACKAGE = Path(__file__).resolve().parent.parent
+KERNEL_FOLDERS = (PACKAGE / "kernels", PACKAGE / "cells")  # every folder that holds kernels
+
+
+def kernel_sources():
+    """The files whose source the cache key covers."""
+    return sorted(path for folder in KERNEL_FOLDERS for path in folder.rglob("*.py"))
+
+
 def _sources_digest():
     digest = hashlib.sha256(os.environ.get("CHARRNN_VECTOR_BYTES", "").encode())  # see packed.py
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in kernel_sources():
+        digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

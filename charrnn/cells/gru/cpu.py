@@ -1,0 +1,114 @@
+"""The GRU's CPU kernels: only the recurrence through time (charrnn.network does the rest).
+
+Shapes: T steps, B streams, H hidden, gate blocks r, z, n of H each (3H). pre (T, B, 3H) = gx =
+W_ih x_t + b_ih; each step computes gh = h_{t-1} @ W_hh.T + b_hh (one (B, H) x (H, 3H) product),
+then the gates. The input and hidden parts of n's pre-activation differ (r scales the hidden
+part), so backward returns the two gradients separately: the network's W_ih and W_hh take one each.
+"""
+
+import numpy as np
+
+from charrnn.kernels.elementwise import sigmoid_into, tanh_into
+from charrnn.kernels.jit import kernel
+from charrnn.kernels.packed import MATRIX_GROUP, matmul_panels, panels_of
+
+
+@kernel(inline="always")
+def _gates(a, px, bhh, H, h_prev, hn, h):
+    """a (3H,) = W_hh h_prev (no bias yet), px (3H,) = gx. Leaves r, z, n in a, hn (H,) = the
+    hidden part of n's pre-activation (W_hn h + b_hn), and h = (1 - z) n + z h_prev."""
+    for k in range(2 * H):
+        a[k] += px[k] + bhh[k]
+    sigmoid_into(a[: 2 * H], a[: 2 * H])
+    for j in range(H):
+        hn[j] = a[2 * H + j] + bhh[2 * H + j]
+        a[2 * H + j] = px[2 * H + j] + a[j] * hn[j]
+    tanh_into(a[2 * H :], a[2 * H :])
+    for j in range(H):
+        n = a[2 * H + j]
+        h[j] = n + a[H + j] * (h_prev[j] - n)
+
+
+@kernel
+def forward(pre, Whh, bhh, h0, hs, acts, hns):
+    """hs (T+1, B, H) with hs[0] = h0; acts (T, B, 3H) = r, z, n; hns (T, B, H) = W_hn h + b_hn."""
+    T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    for b in range(B):
+        for j in range(H):
+            hs[0, b, j] = h0[b, j]
+    panels = panels_of(Whh, MATRIX_GROUP)
+    for t in range(T):
+        a = acts[t]
+        matmul_panels(hs[t], panels, a)  # (B, 3H) = h_{t-1} @ Whh.T
+        for b in range(B):
+            _gates(a[b], pre[t, b], bhh, H, hs[t, b], hns[t, b], hs[t + 1, b])
+
+
+@kernel(fastmath=True)
+def backward(hs, acts, hns, dhs, Whh, dpx, dph, dh):
+    """dhs (T, B, H) = dLoss/dh_t from above. Writes dpx, dph (T, B, 3H) = dLoss/d gx and
+    dLoss/d gh, and dh (B, H) = dLoss/dh0."""
+    T, B, H = dhs.shape
+    dh[:] = 0.0
+    direct = np.zeros((B, H), dh.dtype)  # dLoss/dh_{t-1} through z*h_{t-1}
+    one = dh.dtype.type(1.0)
+    panels = panels_of(Whh.T, MATRIX_GROUP)  # for dgh @ Whh
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            a, x, y, hp, hn = acts[t, b], dpx[t, b], dph[t, b], hs[t, b], hns[t, b]
+            for j in range(H):
+                r, z, n = a[j], a[H + j], a[2 * H + j]
+                g = dhs[t, b, j] + dh[b, j]
+                dn = g * (one - z) * (one - n * n)
+                dr = dn * hn[j] * r * (one - r)
+                dz = g * (hp[j] - n) * z * (one - z)
+                x[j], x[H + j], x[2 * H + j] = dr, dz, dn
+                y[j], y[H + j], y[2 * H + j] = dr, dz, dn * r
+                direct[b, j] = g * z
+        matmul_panels(dph[t], panels, dh)  # (B, H) = dgh @ Whh
+        for b in range(B):
+            for j in range(H):
+                dh[b, j] += direct[b, j]
+
+
+@kernel
+def step(ux, uh, state):
+    """One sampling step: state (1, H) advanced from ux = gx and uh = gh (3H,), biases included
+    (both are overwritten)."""
+    H = state.shape[1]
+    h = state[0]
+    for k in range(2 * H):
+        ux[k] += uh[k]
+    sigmoid_into(ux[: 2 * H], ux[: 2 * H])
+    for j in range(H):
+        ux[2 * H + j] += ux[j] * uh[2 * H + j]
+    tanh_into(ux[2 * H :], ux[2 * H :])
+    for j in range(H):
+        n = ux[2 * H + j]
+        h[j] = n + ux[H + j] * (h[j] - n)
+
+
+class Layer:
+    """One layer's buffers for windows of up to T steps over B streams, and its kernels."""
+
+    def __init__(self, T, B, H, dtype):
+        self.hs = np.zeros((T + 1, B, H), dtype)
+        self.acts = np.zeros((T, B, 3 * H), dtype)
+        self.hns = np.zeros((T, B, H), dtype)
+        self.dpx = np.zeros((T, B, 3 * H), dtype)
+        self.dph = np.zeros((T, B, 3 * H), dtype)
+        self.t = 0
+
+    def forward(self, pre, Whh, bhh, state0):
+        """pre (t, B, 3H); bhh (3H,); state0 (1, B, H). Returns hs (t+1, B, H)."""
+        self.t = t = pre.shape[0]
+        forward(pre, Whh, bhh, state0[0], self.hs[: t + 1], self.acts[:t], self.hns[:t])
+        return self.hs[: t + 1]
+
+    def final(self, out):
+        out[0] = self.hs[self.t]
+
+    def backward(self, dhs, Whh, dstate0):
+        t = self.t
+        backward(self.hs[: t + 1], self.acts[:t], self.hns[:t], dhs, Whh, self.dpx[:t], self.dph[:t], dstate0[0])
+        return self.dpx[:t], self.dph[:t]
