@@ -534,6 +534,17 @@ ERRORS = [
     (("train", "--resume", "junk.npz", "--steps", "0"), 2, "--steps must be at least 1 (got 0)"),
     (("train", "--resume", "junk.npz"), 1, "junk.npz: is not a charrnn checkpoint (not an .npz file)"),
     ((*T, "--min-count", "0"), 2, "--min-count must be at least 1 (got 0)"),
+    ((*T, "--cell", "foo"), 2, "--cell must be one of rnn, lstm, gru (got 'foo')"),
+    ((*T, "--layers", "0"), 2, "--layers must be an integer from 1 to 64 (got 0)"),
+    ((*T, "--layers", "65"), 2, "--layers must be an integer from 1 to 64 (got 65)"),
+    ((*T, "--dropout", "1"), 2, "--dropout must be a probability in [0, 1) (got 1.0)"),
+    ((*T, "--dropout", "-0.1"), 2, "--dropout must be a probability in [0, 1) (got -0.1)"),
+    ((*T, "--lr-schedule", "step"), 2, "--lr-schedule must be one of constant, cosine (got 'step')"),
+    ((*T, "--warmup", "-1"), 2, "--warmup must be a non-negative number of steps (got -1)"),
+    ((*T, "--warmup", "4"), 2, "--warmup 4 is past the end of the run (3 steps); lower it"),
+    ((*T, "--min-lr", "1"), 2, "--min-lr must be a number from 0 to the learning rate (got 1.0)"),
+    ((*T, "--lr", "0.01", "--min-lr", "0.02"), 2, "--min-lr must be a number from 0 to the learning rate (got 0.02)"),
+    ((*T, "--weight-decay", "-1"), 2, "--weight-decay must be a number from 0 to 10 (got -1.0)"),
     ((*T, "--encoding-errors", "loose"), 2, "--encoding-errors must be one of strict, replace, ignore (got 'loose')"),
     (("train", "-", "-", "-q"), 2, "stdin (-) can be read only once; give - at most once"),
     (("train", "small.txt", "--batch", "4", "--seq", "8"), 2,
@@ -576,6 +587,8 @@ PARSER_ERRORS = [
     ((*T, "--lr", "fast"), "Invalid value for '--lr':"),
     ((*S, "-l", "many"), "Invalid value for '--length' / '-l':"),
     ((*T, "--frobnicate"), "No such option: --frobnicate"),
+    ((*T, "--layers", "two"), "Invalid value for '--layers':"),
+    ((*T, "--dropout", "lots"), "Invalid value for '--dropout':"),
 ]
 
 
@@ -599,3 +612,21 @@ def test_failed_train_keeps_the_previous_checkpoint(tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
     assert_error(cli("train", "empty.txt", *TINY, "-q"), 1, "empty.txt: corpus is empty")
     assert (tmp_path / "charrnn.npz").read_bytes() == before
+
+
+def test_train_every_cell_and_layer_setting_end_to_end(tmp_path):
+    """--cell, --layers, --dropout and the schedule reach the checkpoint and info; sample and eval run it."""
+    ok("train", "corpus.txt", *TINY, "-q", "--cell", "lstm", "--layers", "2", "--dropout", "0.2", "--lr-schedule", "cosine",
+       "--warmup", "5", "--min-lr", "1e-4", "--weight-decay", "0.05", "-o", "lstm.npz")  # fmt: skip
+    details = json.loads(ok("info", "lstm.npz", "--json").stdout)
+    assert (details["cell"], details["layers"], details["dropout"], details["format"]) == ("lstm", 2, 0.2, 2)
+    train = details["train"]
+    assert (train["lr_schedule"], train["warmup"], train["min_lr"], train["weight_decay"]) == ("cosine", 5, 1e-4, 0.05)
+    assert "lstm, 2 layers of 16 hidden units" in ok("info", "lstm.npz").stdout
+    assert len(ok("sample", "-m", "lstm.npz", "--length", "40", "--seed", "1").stdout) == 41
+    assert ok("eval", "corpus.txt", "-m", "lstm.npz").stdout.startswith("loss ")
+    for flag, value, had in (("--cell", "gru", "lstm"), ("--layers", "1", "2"), ("--dropout", "0.5", "0.2"), ("--warmup", "9", "5")):
+        assert_error(cli("train", "--resume", "lstm.npz", flag, value, "--steps", "2", "-q"), 2,
+                     f"{flag} {value} conflicts with lstm.npz, trained with {flag} {had}; a resumed run keeps the "
+                     f"checkpoint's settings (leave {flag} out, or train a new model)")  # fmt: skip
+    ok("train", "--resume", "lstm.npz", "--cell", "lstm", "--steps", "2", "-q")

@@ -84,12 +84,17 @@ CASES = {
     "k40-adam-one-thread": dict(k=40, n=90, optimizer="adam", threads=1),
     "k57-adagrad": dict(k=57, n=90, optimizer="adagrad"),
     "k33-sgd": dict(k=33, n=90, optimizer="sgd"),
-}
+    # every cell with dropout (masks by step, layer, time, stream and unit) at 1 and 2 threads
+    **{f"k23-{cell}-{layers}-layers-dropout-{threads}-threads": dict(
+        k=23, n=50, optimizer="adam", cell=cell, layers=layers, dropout=0.3, weight_decay=0.1, threads=threads)
+       for cell, layers in (("rnn", 2), ("lstm", 2), ("gru", 1)) for threads in (1, 2)},
+}  # fmt: skip
+ARCH = ("cell", "layers", "dropout", "weight_decay")
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_k_steps_then_resume_equals_one_run(corpus, tmp_path, case):
-    settings = dict(TINY, optimizer=case["optimizer"], threads=case.get("threads", 0))
+    settings = dict(TINY, optimizer=case["optimizer"], threads=case.get("threads", 0), **{k: case[k] for k in ARCH if k in case})
     k, n = case["k"], case["n"]
     whole = Recorder()
     train(corpus, TrainConfig(**settings, steps=n), tmp_path / "whole.npz", report=whole)
@@ -127,6 +132,19 @@ def test_interrupted_run_resumes_to_its_original_plan(corpus, tmp_path):
     assert_same_state(load_checkpoint(tmp_path / "m.npz"), load_checkpoint(tmp_path / "whole.npz"))
     with pytest.raises(UsageError, match=r"m\.npz has finished its plan of 80 steps; give --steps, --epochs or --time"):
         resume_config(load_resume(tmp_path / "m.npz"))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_interrupted_cosine_run_with_dropout_resumes_bitwise(corpus, tmp_path, cell):
+    """Warm-up and cosine over the planned steps: an interrupted run picks the schedule up where it was."""
+    settings = dict(TINY, cell=cell, layers=2, dropout=0.25, lr_schedule="cosine", warmup=7, min_lr=1e-4, steps=45)
+    whole, first, second = Recorder(), Recorder(), Recorder()
+    train(corpus, TrainConfig(**settings), tmp_path / "whole.npz", report=whole)
+    train(corpus, TrainConfig(**settings), tmp_path / "m.npz", report=first, should_stop=stop_after(19))
+    resumed = load_resume(tmp_path / "m.npz")
+    train(corpus, resume_config(resumed), tmp_path / "m.npz", report=second, resume=resumed)
+    assert first.losses() + second.losses() == whole.losses() and len(whole.losses()) == 45
+    assert_same_state(load_checkpoint(tmp_path / "m.npz"), load_checkpoint(tmp_path / "whole.npz"))
 
 
 def test_stop_conditions_on_resume_count_from_the_resumed_step(corpus, tmp_path):

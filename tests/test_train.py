@@ -126,3 +126,45 @@ def test_bad_settings_name_their_flag():
         TrainConfig(hidden=0)
     with pytest.raises(UsageError, match=r"^--optimizer must be one of adam, adagrad, sgd \(got 'rmsprop'\)$"):
         TrainConfig(optimizer="rmsprop")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_every_cell_learns_the_tiny_corpus_with_dropout_and_a_schedule(corpus, tmp_path, cell):
+    result = run(corpus, tmp_path, steps=300, cell=cell, layers=2, dropout=0.1, lr=5e-3, lr_schedule="cosine", warmup=20,
+                 weight_decay=0.01, eval_every=100)  # fmt: skip
+    assert result.best_val_loss < 0.7, result.best_val_loss
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt.meta["model"] == {"cell": cell, "layers": 2, "hidden": 32, "vocab_size": corpus.vocab.size, "dropout": 0.1}
+    assert ckpt.state["h_carry"].shape == (2, 2 if cell == "lstm" else 1, 4, 32)
+
+
+def test_dropout_masks_do_not_depend_on_the_thread_count(corpus, tmp_path):
+    """Each worker thread's streams get their rows of the batch's masks: one thread and two see the
+    same masks, so their losses agree to float rounding (the sums run in another order)."""
+    losses = {}
+    for threads in (1, 2):
+        events = []
+        run(corpus, tmp_path, f"t{threads}.npz", events=events, steps=5, cell="lstm", dropout=0.5, threads=threads)
+        losses[threads] = [info["loss"] for kind, info in events if kind == "step"]
+    np.testing.assert_allclose(losses[1], losses[2], rtol=1e-6)
+    events = []
+    run(corpus, tmp_path, "other.npz", events=events, steps=5, cell="lstm", dropout=0.5, threads=1, seed=4)
+    assert not np.allclose([info["loss"] for kind, info in events if kind == "step"][1:], losses[1][1:], rtol=1e-3)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd"])
+def test_weight_decay_shrinks_weights_not_biases(optimizer):
+    """Decoupled decay: with a zero gradient the update is p * (1 - lr * weight_decay), on weights only."""
+    from charrnn.optim import Optimizer
+    from charrnn.params import Arch, init_params
+
+    params = init_params(Arch("gru", 2, 6, 5), np.random.default_rng(0))
+    for name, view in params.views.items():
+        view += 0.5  # biases too, so that leaving them alone is visible
+    before = params.as_dict()
+    opt = Optimizer(optimizer, params, weight_decay=0.5)
+    for _ in range(3):
+        opt.step(params, params.like(), 0.1)
+    for name, value in before.items():
+        factor = 1.0 if name.startswith("bias_") else 0.95**3
+        np.testing.assert_allclose(params[name], value * factor, rtol=1e-6, err_msg=name)
