@@ -189,7 +189,7 @@ class CpuSampler:
     def __init__(self, p, context, threads=None, helper_after=None):
         from charrnn.cells.kernels import cell_index
         from charrnn.kernels import sampling
-        from charrnn.kernels.packed import VECTOR_GROUP, panels_of
+        from charrnn.kernels.packed import VECTOR_GROUP, aligned_zeros, panels_of
 
         self.p, arch = p, p.arch
         L, H, GH = arch.layers, arch.hidden, arch.gates * arch.hidden
@@ -197,18 +197,25 @@ class CpuSampler:
         # Layer l's product: [weight_hh_l; weight_ih_l+1] or, last, [weight_hh_l; weight_out] (sampling.py).
         stacks = [np.concatenate((p[f"weight_hh_l{l}"], p[f"weight_ih_l{l + 1}"] if l + 1 < L else p["weight_out"])) for l in range(L)]
         packed = [panels_of(np.ascontiguousarray(m, np.float32), VECTOR_GROUP) for m in stacks]
-        self.panels = np.concatenate(packed)  # (groups, H, width)
+        self.panels = aligned_zeros((sum(map(len, packed)), H, packed[0].shape[2]), np.float32)  # (groups, H, width)
+        np.concatenate(packed, out=self.panels)
         self.goff = np.cumsum([0] + [len(q) for q in packed]).astype(np.int64)  # (L+1,) each layer's first group
-        self.W0 = np.ascontiguousarray(p.stored("weight_ih_l0"), np.float32)  # (V, G*H)
-        self.bih = np.stack([p[f"bias_ih_l{l}"] for l in range(L)]).astype(np.float32)  # (L, G*H)
-        hh = [p.views.get(f"bias_hh_l{l}") for l in range(L)]
-        self.bhh = np.stack([np.zeros(GH) if b is None else b for b in hh]).astype(np.float32)  # (L, G*H)
-        self.bout = np.ascontiguousarray(p["bias_out"], np.float32)
-        self.state = np.zeros((L, arch.states, H), np.float32)  # (L, S, H)
-        self.u = np.zeros((1, self.panels.shape[0] * self.panels.shape[2]), np.float32)
-        self.ux, self.uh = np.empty(GH, np.float32), np.empty(GH, np.float32)
+        def aligned(a):  # the sampler's own copies, on cache-line boundaries (aligned_zeros)
+            out = aligned_zeros(np.shape(a), np.float32)
+            out[...] = a
+            return out
+
+        self.W0 = aligned(p.stored("weight_ih_l0"))  # (V, G*H)
+        self.bih = aligned([p[f"bias_ih_l{l}"] for l in range(L)])  # (L, G*H)
+        self.bhh = aligned([p.views.get(f"bias_hh_l{l}", np.zeros(GH)) for l in range(L)])  # (L, G*H), zeros without bias_hh
+        self.bout = aligned(p["bias_out"])
+        self.state = aligned_zeros((L, arch.states, H), np.float32)  # (L, S, H)
+        # (1, columns): every layer's product at its groups' columns; it ends at the head's last row,
+        # so that the last group's padding is not computed
+        self.u = aligned_zeros((1, int(self.goff[L - 1]) * self.panels.shape[2] + len(stacks[-1])), np.float32)
+        self.scratch = aligned_zeros(GH + H, np.float32)  # the cell's step's
         self.sampling = sampling
-        sampling.advance(self.kind, np.asarray(context, np.int64), self.state, self.W0, self.bih, self.bhh, self.panels, self.goff, self.u, self.ux, self.uh)
+        sampling.advance(self.kind, np.asarray(context, np.int64), self.state, self.W0, self.bih, self.bhh, self.panels, self.goff, self.u, self.scratch)
         if threads is None:
             threads = 2 if H >= HELPER_MIN_HIDDEN and available_cores() >= 2 else 1
         halves = [a + (b - a) // 2 if threads > 1 and b - a >= 2 else b for a, b in zip(self.goff[:-1], self.goff[1:])]
@@ -233,10 +240,10 @@ class CpuSampler:
         if self.helper is None and self.helped and self.drawn >= self.helper_after:
             self.helper = SpinHelper(s.GO, s.STOP)
         if self.helper is None:
-            n = s.sample_tokens(*args, self.goff[1:], *rule, rng, out, self.u, self.ux, self.uh, np.zeros(32, np.int64), False)
+            n = s.sample_tokens(*args, self.goff[1:], *rule, rng, out, self.u, self.scratch, np.zeros(32, np.int64), False)
         else:
             with self.helper.running(s.matvec_helper, self.state, self.panels, self.goff, self.splits, self.u) as flags:
-                n = s.sample_tokens(*args, self.splits, *rule, rng, out, self.u, self.ux, self.uh, flags, True)
+                n = s.sample_tokens(*args, self.splits, *rule, rng, out, self.u, self.scratch, flags, True)
         self.drawn += n
         return out[:n]
 

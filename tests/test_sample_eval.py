@@ -128,8 +128,8 @@ def test_the_sampler_does_the_helpers_part_when_the_helper_is_not_running(cell, 
         out = np.empty(500, np.int64)
         rule = (Draw().allowed(p.vocab_size), -1, 1.0, 0, 1.0, -1)
         args = (sampler.kind, 4, sampler.state, sampler.W0, sampler.bih, sampler.bhh, sampler.bout, sampler.panels, sampler.goff)
-        n = sampling.sample_tokens(*args, sampler.splits, *rule, np.random.default_rng(7), out, sampler.u, sampler.ux,
-                                   sampler.uh, np.zeros(32, np.int64), sampler.helped)  # fmt: skip
+        n = sampling.sample_tokens(*args, sampler.splits, *rule, np.random.default_rng(7), out, sampler.u,
+                                   sampler.scratch, np.zeros(32, np.int64), sampler.helped)  # fmt: skip
         return out[:n], sampler.state, sampler.helped
 
     alone, state_alone, helped = sample(1)  # no helper part

@@ -120,6 +120,17 @@ def _tile(rows, panels, a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo):
         _row_4(a, a_off, lda, Wp, w_off, ldw, K, out, out_off, ldo)
 
 
+def aligned_zeros(shape, dtype, align=64):
+    """Zeros whose first element sits on an `align`-byte boundary (a cache line): the tiles' vector
+    loads then never straddle two lines. numpy itself only promises 16 bytes, and sampling at
+    H = 128 ran 10-20% slower in the processes whose panels happened to land off a line."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
 @kernel
 def new_panels(M, K, group, like):
     """Zeroed packed panels (NG, K, group*L) for a (M, K) matrix, in like's dtype."""

@@ -38,22 +38,17 @@ def prepare(state, panels, goff, u):
 
 
 @kernel(inline="always")
-def _token_step(kind, x, state, W0, bih, bhh, panels, goff, splits, u, ux, uh, flags, helped, seq):
+def _token_step(kind, x, state, W0, bih, bhh, panels, goff, splits, u, scratch, flags, helped, seq):
     """Feed token x through every layer; returns the product count. Afterwards the head's logits
     (without bias_out) are u[0, goff[L-1]*width + G*H :][:V]."""
-    GH, width = ux.shape[0], panels.shape[2]
+    GH, width = W0.shape[1], panels.shape[2]
     for l in range(state.shape[0]):
-        if l == 0:
-            for k in range(GH):
-                ux[k] = W0[x, k] + bih[0, k]
+        own = goff[l] * width  # views, not copies: the cell's step adds the biases
+        if l == 0:  # two calls, not one of a unified view: that would lose the views' contiguity
+            point_step(kind, W0[x], bih[0], u[0, own : own + GH], bhh[0], scratch, state[0])
         else:
             below = goff[l - 1] * width + GH
-            for k in range(GH):
-                ux[k] = u[0, below + k] + bih[l, k]
-        own = goff[l] * width
-        for k in range(GH):
-            uh[k] = u[0, own + k] + bhh[l, k]
-        point_step(kind, ux, uh, state[l])
+            point_step(kind, u[0, below : below + GH], bih[l], u[0, own : own + GH], bhh[l], scratch, state[l])
         h_row = state[l, :1]  # (1, H)
         seq += 1
         if helped:
@@ -68,14 +63,14 @@ def _token_step(kind, x, state, W0, bih, bhh, panels, goff, splits, u, ux, uh, f
 
 
 @kernel
-def advance(kind, ids, state, W0, bih, bhh, panels, goff, u, ux, uh):
+def advance(kind, ids, state, W0, bih, bhh, panels, goff, u, scratch):
     """Feed ids (N,) through the layers, updating state (L, S, H) in place. W0 (V, G*H) is
-    weight_ih_l0 as stored; bih, bhh (L, G*H) (zeros for cells without bias_hh); u (1, width*groups),
-    ux, uh (G*H,) scratch."""
+    weight_ih_l0 as stored; bih, bhh (L, G*H) (zeros for cells without bias_hh); u (1, columns),
+    see CpuSampler; scratch ((G+1)*H,) the cell's."""
     prepare(state, panels, goff, u)
     flags = np.zeros(1, np.int64)
     for i in range(ids.shape[0]):
-        _token_step(kind, ids[i], state, W0, bih, bhh, panels, goff, goff[1:], u, ux, uh, flags, False, 0)
+        _token_step(kind, ids[i], state, W0, bih, bhh, panels, goff, goff[1:], u, scratch, flags, False, 0)
 
 
 @kernel
@@ -96,7 +91,7 @@ def matvec_helper(state, panels, goff, splits, u, flags):
 
 
 @kernel
-def sample_tokens(kind, x, state, W0, bih, bhh, bout, panels, goff, splits, allowed, no_repeat, temperature, top_k, top_p, stop_id, rng, out, u, ux, uh, flags, helped):
+def sample_tokens(kind, x, state, W0, bih, bhh, bout, panels, goff, splits, allowed, no_repeat, temperature, top_k, top_p, stop_id, rng, out, u, scratch, flags, helped):
     """Generate up to len(out) tokens for one stream, starting from input token x and state (L, S, H).
 
     Each step feeds the current token, then draws the next from the logits by the rule of
@@ -109,24 +104,24 @@ def sample_tokens(kind, x, state, W0, bih, bhh, bout, panels, goff, splits, allo
     thread does), and is sent STOP on return. Returns how many tokens were written to out (N,).
     """
     V = bout.shape[0]
-    GH, width, L = ux.shape[0], panels.shape[2], state.shape[0]
+    GH, width, L = W0.shape[1], panels.shape[2], state.shape[0]
     z = np.empty(V, dtype=u.dtype)
     w = np.empty(V, dtype=u.dtype)
-    scratch = np.empty(V, dtype=u.dtype)
+    spare = np.empty(V, dtype=u.dtype)  # the draw's (the cell's is `scratch`)
     bits = np.empty(V, np.int32)
     head = goff[L - 1] * width + GH
     prepare(state, panels, goff, u)
     n = out.shape[0]
     seq = 0
     for i in range(out.shape[0]):
-        seq = _token_step(kind, x, state, W0, bih, bhh, panels, goff, splits, u, ux, uh, flags, helped, seq)
+        seq = _token_step(kind, x, state, W0, bih, bhh, panels, goff, splits, u, scratch, flags, helped, seq)
         for k in range(V):
             z[k] = u[0, head + k] + bout[k]
         r = rng.random() if temperature != 0.0 else 0.0
         repeat = x == no_repeat and allowed[x]
         if repeat:
             allowed[x] = False
-        x = draw_token(z, allowed, temperature, top_k, top_p, r, w, scratch, bits)
+        x = draw_token(z, allowed, temperature, top_k, top_p, r, w, spare, bits)
         if repeat:
             allowed[no_repeat] = True
         out[i] = x

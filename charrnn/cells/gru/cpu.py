@@ -71,21 +71,21 @@ def backward(hs, acts, hns, dhs, Whh, dpx, dph, dh):
                 dh[b, j] += direct[b, j]
 
 
-@kernel
-def step(ux, uh, state):
-    """One sampling step: state (1, H) advanced from ux = gx and uh = gh (3H,), biases included
-    (both are overwritten)."""
+@kernel(inline="always")
+def step(ux, bx, uh, bh, a, state):
+    """One sampling step: state (1, H) advanced from gx = ux + bx and gh = uh + bh (3H,): the
+    input and hidden products and their biases; a (3H,) scratch."""
     H = state.shape[1]
     h = state[0]
     for k in range(2 * H):
-        ux[k] += uh[k]
-    sigmoid_into(ux[: 2 * H], ux[: 2 * H])
+        a[k] = ux[k] + bx[k] + uh[k] + bh[k]
+    sigmoid_into(a[: 2 * H], a[: 2 * H])
     for j in range(H):
-        ux[2 * H + j] += ux[j] * uh[2 * H + j]
-    tanh_into(ux[2 * H :], ux[2 * H :])
+        a[2 * H + j] = ux[2 * H + j] + bx[2 * H + j] + a[j] * (uh[2 * H + j] + bh[2 * H + j])
+    tanh_into(a[2 * H : 3 * H], a[2 * H : 3 * H])
     for j in range(H):
-        n = ux[2 * H + j]
-        h[j] = n + ux[H + j] * (h[j] - n)
+        n = a[2 * H + j]
+        h[j] = n + a[H + j] * (h[j] - n)
 
 
 class Layer:

@@ -69,14 +69,14 @@ def backward(hs, cs, tcs, acts, dhs, Whh, dpre, dh, dc):
         matmul_panels(dpre[t], panels, dh)  # (B, H) = da @ Whh
 
 
-@kernel
-def step(ux, uh, state):
-    """One sampling step: state (2, H) = (h, c) advanced from ux, uh (4H,), the input and hidden
-    parts of the pre-activations (ux is overwritten)."""
+@kernel(inline="always")
+def step(ux, bx, uh, bh, a, state):
+    """One sampling step: state (2, H) = (h, c) advanced from ux + bx + uh (4H,), the input
+    product, its bias and the hidden product (bh unused: no second bias); a (5H,) scratch."""
     H = state.shape[1]
     for k in range(4 * H):
-        ux[k] += uh[k]
-    _gates(ux, H, state[1], state[1], uh[:H], state[0])  # c in place (c_prev[j] is read before c[j] is written)
+        a[k] = ux[k] + bx[k] + uh[k]
+    _gates(a[: 4 * H], H, state[1], state[1], a[4 * H :], state[0])  # c in place (c_prev[j] is read before c[j] is written)
 
 
 class Layer:

@@ -46,12 +46,13 @@ def backward(hs, dhs, Whh, dpre, dh):
         matmul_panels(da, panels, dh)  # (B, H) = da @ Whh
 
 
-@kernel
-def step(ux, uh, state):
-    """One sampling step: state (1, H) <- tanh(ux + uh); ux, uh (H,) the input and hidden parts."""
+@kernel(inline="always")
+def step(ux, bx, uh, bh, a, state):
+    """One sampling step: state (1, H) <- tanh(ux + bx + uh). ux, uh (H,): the input and hidden
+    products, bx their bias (bh, the bias this cell does not keep, and the scratch a are unused)."""
     h = state[0]
     for j in range(h.shape[0]):
-        h[j] = ux[j] + uh[j]
+        h[j] = ux[j] + bx[j] + uh[j]
     tanh_into(h, h)
 
 
