@@ -353,11 +353,16 @@ def _read(npz, disk_size: int) -> Checkpoint:
     arch = check_meta(meta)
     version = meta["version"]
     renames = file_names(meta)  # version 1's names -> this version's
-    names = {current_name(name, renames): name for name in members}  # ours -> the file's
+    names = {}  # ours -> the file's
+    for name in members:
+        ours = current_name(name, renames)
+        if renames and ours == name and classify(name, arch) in ("param", "opt"):
+            raise Invalid(f"has an unexpected array {name!r} (a version-2 name in a version-1 checkpoint)")
+        names[ours] = name
 
     for name in names:
         classify(name, arch)
-    check_complete(set(names), arch)
+    check_complete(set(names), arch, {ours: theirs for ours, theirs in names.items()} | _file_names_of(renames))
     for name, file_name in names.items():
         if name == "meta":
             continue
@@ -366,7 +371,7 @@ def _read(npz, disk_size: int) -> Checkpoint:
         if name == "vocab":
             check_vocab_spec(shape, dtype, arch.vocab_size)
         else:
-            check_float_spec(name, shape, dtype, arch, version)
+            check_float_spec(name, shape, dtype, arch, version, file_name)
         check_stored_size(info, shape, dtype, header_size, disk_size)
 
     vocab = _strings(npz, "vocab")
@@ -385,6 +390,13 @@ def _read(npz, disk_size: int) -> Checkpoint:
             state["h_carry"] = state["h_carry"].reshape(1, 1, *state["h_carry"].shape)
     params = {p: params[p] for p in shapes}
     return Checkpoint(params=params, vocab=vocab, meta=meta, state=state)
+
+
+def _file_names_of(renames: dict[str, str]) -> dict[str, str]:
+    """{our name: the file's} for every array a version-1 file would hold under its own names."""
+    back = {new: old for old, new in renames.items()}
+    slots = {f"opt.{slot}.{new}": f"opt.{slot}.{old}" for new, old in back.items() for slot in ("m", "v", "g2")}
+    return back | slots
 
 
 def _strings(npz, name: str) -> list[str]:

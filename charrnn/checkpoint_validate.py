@@ -88,9 +88,11 @@ def check_meta(meta: object) -> Arch:
     if version not in READS or not _is_int(version):
         raise Invalid(f"has format version {version!r}; this charrnn reads versions {READS[0]} to {READS[-1]}")
     model = _dict(meta, "model")
-    cells = CELLS if version >= 2 else ("rnn",)
-    if model.get("cell") not in cells:
-        raise Invalid(f"model cell {model.get('cell')!r} is not supported; this charrnn reads {', '.join(map(repr, cells))}")
+    cell = _get(model, "cell", "model.")
+    if version == 1 and cell != "rnn":
+        raise Invalid(f"model cell {cell!r} is not supported: a version-1 checkpoint holds only 'rnn'")
+    if cell not in CELLS:
+        raise Invalid(f"model cell {cell!r} is not supported; this charrnn reads {', '.join(map(repr, CELLS))}")
     layers = _int_in(model, "layers", 1, MAX_LAYERS, "model.") if version >= 2 else 1
     dropout = model.get("dropout", 0.0)
     if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1):
@@ -115,7 +117,7 @@ def check_meta(meta: object) -> Arch:
 
 def file_names(meta: dict) -> dict[str, str]:
     """{name in the file: name in charrnn.params} for the parameter arrays of meta's version."""
-    return {old: new for old, new in FORMAT1_NAMES.items()} if meta.get("version") == 1 else {}
+    return dict(FORMAT1_NAMES) if meta.get("version") == 1 else {}
 
 
 def current_name(name: str, renames: dict[str, str]) -> str:
@@ -209,20 +211,22 @@ def classify(name: str, arch: Arch) -> str:
     raise Invalid(f"has an unexpected array {name!r} (not part of a {arch.layers}-layer {arch.cell} model)")
 
 
-def check_complete(names: set[str], arch: Arch) -> None:
+def check_complete(names: set[str], arch: Arch, shown: dict[str, str] | None = None) -> None:
     """All parameters and the vocabulary are present, and every optimizer
-    slot that appears covers every parameter (half a slot cannot resume)."""
+    slot that appears covers every parameter (half a slot cannot resume).
+    shown: {name: the name to report} (a version-1 file's own names)."""
     params = list(layout(arch))
     required = ["vocab", *params]
     slots = sorted({n.split(".")[1] for n in names if n.startswith("opt.")})
     required += [f"opt.{slot}.{p}" for slot in slots for p in params]
     for name in required:
         if name not in names:
-            raise Invalid(f"is missing array {name!r}")
+            what = "" if name == "vocab" else f" (meta declares a {arch.layers}-layer {arch.cell} model)"
+            raise Invalid(f"is missing array {(shown or {}).get(name, name)!r}{what}")
 
 
 def check_float_spec(name: str, shape: tuple[int, ...], dtype: np.dtype, arch: Arch,
-                     version: int = FORMAT_VERSION) -> None:
+                     version: int = FORMAT_VERSION, shown: str | None = None) -> None:
     """Parameters and training state: float32 of the shape the architecture implies.
 
     Parameters and `opt.<slot>.<param>` take the parameter's shape; h_carry
@@ -230,6 +234,7 @@ def check_float_spec(name: str, shape: tuple[int, ...], dtype: np.dtype, arch: A
     fine: numpy writes the machine's own, and the loader converts.
     """
     shapes = layout(arch)
+    label = shown or name  # the file's own name for it
     if name == "h_carry":
         L, S, H = arch.layers, arch.states, arch.hidden
         if version == 1:
@@ -240,9 +245,10 @@ def check_float_spec(name: str, shape: tuple[int, ...], dtype: np.dtype, arch: A
     else:
         expected = shapes[name.rsplit(".", 1)[-1]]
         if shape != expected:
-            raise Invalid(f"array {name!r} has shape {shape}, expected {expected}")
+            raise Invalid(f"array {label!r} has shape {shape}, expected {expected} "
+                          f"(a {arch.layers}-layer {arch.cell} with hidden {arch.hidden})")  # fmt: skip
     if dtype.kind != "f" or dtype.itemsize != 4:
-        raise Invalid(f"array {name!r} has dtype {dtype}, expected float32")
+        raise Invalid(f"array {label!r} has dtype {dtype}, expected float32")
 
 
 def check_finite(name: str, arr: np.ndarray) -> None:
