@@ -1,6 +1,6 @@
 """Benchmark charrnn against a PyTorch peer: training and sampling throughput, achieved GFLOP/s, start-up.
 
-    python benchmarks/bench.py [--corpus PATH] [--device cpu|cuda] [--quick]
+    python benchmarks/bench.py [--corpus PATH] [--device cpu|cuda] [--quick] [--cells rnn lstm gru] [--layers 1 2]
 
 Prints the machine, then one markdown table, to stdout; progress goes to stderr.
 See benchmarks/README.md for what each row measures. With --device cuda both sides run on the GPU:
@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import bench_cells
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -86,8 +88,9 @@ def block_bounds(warmup, steps):
     return [warmup + steps * i // BLOCKS for i in range(BLOCKS + 1)]
 
 
-def charrnn_train_rates(corpus, H, bounds, device):
+def charrnn_train_rates(corpus, H, bounds, device, **model):
     """Characters per second of `charrnn.train.train` itself, for each block of steps between `bounds`.
+    model: TrainConfig's cell and layers (none: the vanilla RNN).
 
     The rates come from the `elapsed` the library reports with each step, so they time the real loop
     (window, loss and gradients, clipping, Adam, carried state), after bounds[0] warm-up steps (which
@@ -103,7 +106,7 @@ def charrnn_train_rates(corpus, H, bounds, device):
             elapsed[info["step"]] = info["elapsed"]
 
     total = bounds[-1]
-    cfg = TrainConfig(hidden=H, seq=T, batch=B, steps=total, val_frac=0.0, save_every=total + 1)
+    cfg = TrainConfig(hidden=H, seq=T, batch=B, steps=total, val_frac=0.0, save_every=total + 1, **model)
     with tempfile.TemporaryDirectory() as tmp:
         train(corpus, cfg, out=os.path.join(tmp, "bench.npz"), report=report, device=device)
     return [(end - first) * T * B / (elapsed[end] - elapsed[first]) for first, end in zip(bounds, bounds[1:])]
@@ -117,13 +120,20 @@ def steady(rates, unstable, label):
     return median
 
 
-def random_model(corpus, H):
-    """A charrnn Model of hidden size H with random weights (init_params, seed 0), trained on whole
-    files, so that its samples are streams (charrnn never draws <eos> there)."""
-    from charrnn.model import init_params
+def random_model(corpus, H, cell="rnn", layers=1):
+    """A charrnn Model of `layers` layers of `cell`, hidden size H, with random weights (init_params,
+    seed 0), trained on whole files, so that its samples are streams (charrnn never draws <eos> there)."""
     from charrnn.trained import Model
 
-    params = init_params(H, corpus.vocab.size, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    try:
+        from charrnn.params import Arch, init_params
+    except ImportError:  # a charrnn from before cells: the vanilla RNN only
+        from charrnn.model import init_params
+
+        params = init_params(H, corpus.vocab.size, rng)
+    else:
+        params = init_params(Arch(cell, layers, H, corpus.vocab.size), rng)
     return Model(params=params, vocab=corpus.vocab, meta={"lines": False})
 
 
@@ -142,11 +152,6 @@ def charrnn_sample_rates(model, n, repeats, device, top_ps=(1.0,)):
             text = "".join(generate(model, [], n, TEMPERATURE, 0, rng, device, top_p=top_p))
             best[top_p] = max(best[top_p], len(text) / (time.perf_counter() - start))
     return best
-
-
-def flops_per_char(H, V):
-    """Forward H*H + H*V multiply-adds per character (recurrence, output layer); backward twice that."""
-    return 6 * (H * H + H * V)
 
 
 def matmul_gflops(threads, device, n=2048, repeats=5):
@@ -254,61 +259,12 @@ def table(rows):
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"text to train on (default: {DEFAULT_CORPUS})")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both sides compute")
-    parser.add_argument("--quick", action="store_true", help="about 2 s per measurement instead of about 10 s")
-    parser.add_argument("--skip-memory", action="store_true", help="leave out the 100 MB memory measurement")
-    args = parser.parse_args()
-    if importlib.util.find_spec("torch") is None:
-        fail("the PyTorch peer needs torch: pip install -e '.[bench]'")
-    check_device(args.device)
-    import peer_torch
-    from charrnn.corpus import load_corpus
-
-    if not args.corpus.is_file():
-        fail(f"corpus {args.corpus} not found (pass --corpus PATH)")
-    scale = QUICK if args.quick else 1
-    corpus = load_corpus([str(args.corpus)])
-    V = corpus.vocab.size
-    device = peer_torch.setup(args.device)
-    print("\n".join(machine_lines(args.device)))
-    print(f"corpus: {args.corpus.name}, {len(corpus.ids):,} tokens, V = {V}; B = {B}, T = {T}\n")
-
-    rows, train_rates, unstable = [], {}, []
-    for H in SIZES:
-        steps, warmup = TRAIN_STEPS[H] // scale, WARMUP_STEPS // scale
-        bounds = block_bounds(warmup, steps)
-        progress(f"training H={H}: {warmup} warm-up + {steps} timed steps, charrnn then PyTorch")
-        ours = train_rates[H] = steady(charrnn_train_rates(corpus, H, bounds, args.device), unstable, f"charrnn H={H}")
-        peer = steady(peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device), unstable, f"PyTorch H={H}")
-        rows.append((f"training, chars/s ({steps} steps)", H, f"{ours:,.0f}", f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))
-    nucleus = []
-    for H in SIZES:
-        n = SAMPLE_CHARS // scale
-        progress(f"sampling H={H}: {n:,} chars, best of {SAMPLE_REPEATS}, plain and with top-p {TOP_P}")
-        model = random_model(corpus, H)
-        ours = charrnn_sample_rates(model, n, SAMPLE_REPEATS, args.device, (1.0, TOP_P))
-        peer = peer_torch.sample_rate(model.params, corpus.vocab, n, TEMPERATURE, SAMPLE_REPEATS, device)
-        rows.append((f"sampling, chars/s (t={TEMPERATURE}, 1 stream)", H, f"{ours[1.0]:,.0f}", f"{peer:,.0f} (PyTorch)",
-                     f"{ours[1.0] / peer:.2f}×"))  # fmt: skip
-        nucleus.append((f"sampling with --top-p {TOP_P}, chars/s (t={TEMPERATURE})", H, f"{ours[TOP_P]:,.0f}",
-                        f"{ours[1.0]:,.0f} (charrnn, no top-p)", f"{ours[TOP_P] / ours[1.0]:.2f}×"))  # fmt: skip
-    rows += nucleus
-
-    progress("float32 2048² matrix product")
-    threads = peer_torch.THREADS
-    peak = matmul_gflops(threads, args.device)
-    where = "GPU sgemm" if args.device == "cuda" else f"numpy sgemm, {threads} threads"
-    for H in SIZES:
-        achieved = train_rates[H] * flops_per_char(H, V) / 1e9
-        rows.append(("training, GFLOP/s (6(H²+HV) per char)", H, f"{achieved:.2f}", f"{peak:.1f} ({where})", f"{achieved / peak:.1%}"))
-
+def startup_rows(args):
+    """The start-up rows, and the memory rows unless --skip-memory."""
     progress("start-up: charrnn --help, sample, first runs with an empty numba cache")
     with tempfile.TemporaryDirectory() as tmp:
         s = startup_times(args.corpus, Path(tmp), args.device)
-    rows += [
+    rows = [
         ("start-up: `charrnn --help`, s (best of 5)", "", f"{s['help']:.2f}", "", ""),
         ("start-up: `charrnn sample --length 200`, warm cache, s (best of 5)", 64, f"{s['sample_warm_64']:.2f}", "", ""),
         ("start-up: `charrnn sample --length 200`, warm cache, s (best of 5)", 512, f"{s['sample_warm_512']:.2f}",
@@ -326,6 +282,94 @@ def main():
             (f"memory: peak RSS training on {size / 1e6:.0f} MB, first run (encodes), MB", 512, f"{first:.0f}", "400 (target)", ""),
             (f"memory: peak RSS training on {size / 1e6:.0f} MB, cached corpus, MB", 512, f"{cached:.0f}", "400 (target)", ""),
         ]
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"text to train on (default: {DEFAULT_CORPUS})")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both sides compute")
+    parser.add_argument("--quick", action="store_true", help="about 2 s per measurement instead of about 10 s")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the 100 MB memory measurement")
+    parser.add_argument("--cells", nargs="+", choices=bench_cells.CELLS, default=list(bench_cells.CELLS),
+                        help="whose training and sampling rows to run (default: all); the start-up and memory rows "
+                             "come with rnn")  # fmt: skip
+    parser.add_argument("--layers", nargs="+", type=int, choices=(1, 2), default=[1, 2],
+                        help="layer counts of the lstm and gru rows (default: 1 2)")
+    args = parser.parse_args()
+    if importlib.util.find_spec("torch") is None:
+        fail("the PyTorch peer needs torch: pip install -e '.[bench]'")
+    check_device(args.device)
+    vanilla = "rnn" in args.cells
+    grid = [(cell, layers, H) for cell in args.cells if cell != "rnn" for layers in args.layers for H in SIZES]
+    missing = bench_cells.missing_settings() if grid else ""
+    if missing:
+        fail(f"the {' and '.join(c for c in args.cells if c != 'rnn')} rows need charrnn.config.TrainConfig fields "
+             f"it does not have yet ({missing}); run with --cells rnn")  # fmt: skip
+    import peer_torch
+    from charrnn.corpus import load_corpus
+
+    if not args.corpus.is_file():
+        fail(f"corpus {args.corpus} not found (pass --corpus PATH)")
+    scale = QUICK if args.quick else 1
+    corpus = load_corpus([str(args.corpus)])
+    V = corpus.vocab.size
+    device = peer_torch.setup(args.device)
+    print("\n".join(machine_lines(args.device)))
+    print(f"corpus: {args.corpus.name}, {len(corpus.ids):,} tokens, V = {V}; B = {B}, T = {T}\n")
+
+    rows, train_rates, unstable = [], {}, []  # train_rates: (cell, layers, H) -> charrnn's chars/s
+    for H in SIZES if vanilla else ():
+        steps, warmup = TRAIN_STEPS[H] // scale, WARMUP_STEPS // scale
+        bounds = block_bounds(warmup, steps)
+        progress(f"training H={H}: {warmup} warm-up + {steps} timed steps, charrnn then PyTorch")
+        ours = train_rates["rnn", 1, H] = steady(charrnn_train_rates(corpus, H, bounds, args.device), unstable, f"charrnn H={H}")
+        peer = steady(peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device), unstable, f"PyTorch H={H}")
+        rows.append((f"training, chars/s ({steps} steps)", H, f"{ours:,.0f}", f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))
+    for cell, layers, H in grid:  # the same measurement, with fewer steps as a step costs more
+        warmup, steps = bench_cells.plan(cell, layers, H, V, TRAIN_STEPS[H], WARMUP_STEPS, scale, BLOCKS)
+        bounds, label = block_bounds(warmup, steps), f"{cell} L={layers} H={H}"
+        progress(f"training {label}: {warmup} warm-up + {steps} timed steps, charrnn then PyTorch")
+        model = bench_cells.model_kwargs(cell, layers)
+        ours = train_rates[cell, layers, H] = steady(charrnn_train_rates(corpus, H, bounds, args.device, **model),
+                                                     unstable, f"charrnn {label}")  # fmt: skip
+        peer = steady(peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device, cell, layers),
+                      unstable, f"PyTorch {label}")  # fmt: skip
+        rows.append((f"training {cell}, {layers} layer{'s' * (layers > 1)}, chars/s ({steps} steps)", H, f"{ours:,.0f}",
+                     f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))  # fmt: skip
+    nucleus = []
+    for H in SIZES if vanilla else ():
+        n = SAMPLE_CHARS // scale
+        progress(f"sampling H={H}: {n:,} chars, best of {SAMPLE_REPEATS}, plain and with top-p {TOP_P}")
+        model = random_model(corpus, H)
+        ours = charrnn_sample_rates(model, n, SAMPLE_REPEATS, args.device, (1.0, TOP_P))
+        peer = peer_torch.sample_rate(model.params, corpus.vocab, n, TEMPERATURE, SAMPLE_REPEATS, device)
+        rows.append((f"sampling, chars/s (t={TEMPERATURE}, 1 stream)", H, f"{ours[1.0]:,.0f}", f"{peer:,.0f} (PyTorch)",
+                     f"{ours[1.0] / peer:.2f}×"))  # fmt: skip
+        nucleus.append((f"sampling with --top-p {TOP_P}, chars/s (t={TEMPERATURE})", H, f"{ours[TOP_P]:,.0f}",
+                        f"{ours[1.0]:,.0f} (charrnn, no top-p)", f"{ours[TOP_P] / ours[1.0]:.2f}×"))  # fmt: skip
+    for cell, layers, H in grid:
+        n = SAMPLE_CHARS // scale
+        progress(f"sampling {cell} L={layers} H={H}: {n:,} chars, best of {SAMPLE_REPEATS}")
+        model = random_model(corpus, H, cell, layers)
+        ours = charrnn_sample_rates(model, n, SAMPLE_REPEATS, args.device)[1.0]
+        peer = peer_torch.sample_rate(model.params, corpus.vocab, n, TEMPERATURE, SAMPLE_REPEATS, device, cell, layers)
+        rows.append((f"sampling {cell}, {layers} layer{'s' * (layers > 1)}, chars/s (t={TEMPERATURE}, 1 stream)", H,
+                     f"{ours:,.0f}", f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))  # fmt: skip
+    rows += nucleus
+
+    progress("float32 2048² matrix product")
+    threads = peer_torch.THREADS
+    peak = matmul_gflops(threads, args.device)
+    where = "GPU sgemm" if args.device == "cuda" else f"numpy sgemm, {threads} threads"
+    for (cell, layers, H), rate in train_rates.items():
+        what = "6(H²+HV) per char"
+        if cell != "rnn":
+            what = f"{cell}, {layers} layer{'s' * (layers > 1)}, 6(G·H²·(2L−1)+HV) per char"
+        achieved = rate * bench_cells.flops_per_char(cell, layers, H, V) / 1e9
+        rows.append((f"training, GFLOP/s ({what})", H, f"{achieved:.2f}", f"{peak:.1f} ({where})", f"{achieved / peak:.1%}"))
+    if vanilla:
+        rows += startup_rows(args)
     print(table(rows))
     if unstable:
         print(f"\nwarning: training blocks differ by more than {UNSTABLE:.0%} ({'; '.join(unstable)}): "

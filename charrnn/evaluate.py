@@ -6,7 +6,7 @@ as one stream from h = 0. The loss is the mean over the text's tokens of -log p(
 before it), in nats; bits per character = loss / ln 2; perplexity = exp(loss).
 
 With device="cuda" the windows run on the GPU (charrnn.cuda_backend: DeviceParams, DeviceWorkspace,
-forward_loss_sum); the loss is the same up to float32 rounding.
+window_loss_sum); the loss is the same up to float32 rounding.
 """
 
 import math
@@ -67,23 +67,22 @@ def rows_loss(params, rows, T):
 
 def device_rows_loss(dparams, rows, T, ws=None):
     """rows_loss on the CUDA device: dparams a cuda_backend.DeviceParams, rows a (B, L+1) stream
-    view on the host, ws a DeviceWorkspace of B streams and at least min(T, L) steps (made when None).
-    Only each window's ids go to the device, and its summed loss comes back."""
+    view on the host, ws a network_cuda.DeviceWorkspace of B streams and at least min(T, L) steps
+    (made when None). Only each window's ids go to the device, and its summed loss comes back."""
     from charrnn import cuda_backend
 
     B, L = rows.shape[0], rows.shape[1] - 1
     T = min(T, L)
-    H = dparams.hidden
     if ws is None:
-        ws = cuda_backend.DeviceWorkspace(T, B, H, dparams.vocab_size)
+        ws = cuda_backend.DeviceWorkspace(dparams.arch, T, B)
     xs = np.empty((T, B), rows.dtype)
     ys = np.empty((T, B), rows.dtype)
-    ws.set_h0(np.zeros((B, H), np.float32))
+    ws.state.copy_to_device(np.zeros(ws.state.shape, np.float32))  # (L, S, B, H): each stream from 0
     total = 0.0
     for start in range(0, L, T):
         t = min(T, L - start)
         fill_window(rows, start, xs[:t], ys[:t])
-        total += cuda_backend.forward_loss_sum(dparams, ws, xs[:t], ys[:t])  # carries the state
+        total += cuda_backend.window_loss_sum(dparams, ws, xs[:t], ys[:t])  # carries ws.state
     return total, B * L
 
 

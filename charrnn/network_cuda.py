@@ -152,8 +152,8 @@ def loss_and_grads(dp, dg, ws, state0, dropout=None):
     for k in range(L - 1, -1, -1):
         layer = ws.layers[k]
         if drop:
-            flat = ws.view(("flat", k), lambda: (ws.dy.reshape(N * H), ws.masks[k].reshape(N * H), ws.dh.reshape(N * H)))
-            K.multiply[K.flat(N * H)](*flat)
+            dy_mask_dh = ws.view(("flat", k), lambda: (ws.dy.reshape(N * H), ws.masks[k].reshape(N * H), ws.dh.reshape(N * H)))
+            K.multiply[K.flat(N * H)](*dy_mask_dh)  # dh = dy * mask
             dh = ws.dh_t
         else:
             dh = ws.dy_t

@@ -64,7 +64,8 @@ class CpuSteps:
 
 
 class CudaSteps:
-    """The CUDA path: charrnn.cuda_backend.DeviceTrainer, validated on the device too."""
+    """The CUDA path: charrnn.cuda_backend.DeviceTrainer, validated on the device too. Dropout
+    masks come from the same hash as on the CPU (the device runs all B streams, stream0 = 0)."""
 
     workers = None
 
@@ -73,13 +74,12 @@ class CudaSteps:
 
         self.cb, self.run, self.T, self.B = cuda_backend, run, T, B
         cfg = run.cfg
-        if cfg.dropout or cfg.weight_decay:  # (and the cell: cuda_backend.check_supported)
-            raise UsageError("--device cuda trains without --dropout and --weight-decay in this version; use --device cpu")
         try:
-            self.trainer = cuda_backend.DeviceTrainer(run.params, T, B, cfg.optimizer, cfg.clip, opt=run.opt)
+            self.trainer = cuda_backend.DeviceTrainer(run.params, T, B, cfg.optimizer, cfg.clip, opt=run.opt,
+                                                      weight_decay=cfg.weight_decay)  # fmt: skip
         except ValueError as err:  # a window too large for the launch grid
             raise UsageError(f"--device cuda: {err}") from None
-        self.trainer.hidden_state = run.state[0, 0]  # zeros, or a resumed run's carried state
+        self.trainer.hidden_state = run.state  # (L, S, B, H): zeros, or a resumed run's carried state
         self.trainer.upload_streams(streams)  # the training ids stay on the device
         self.val_ws = None  # made at the first validation (its stream count is known then)
 
@@ -90,14 +90,15 @@ class CudaSteps:
         self.trainer.reset_hidden()
 
     def step(self, start, lr):
-        loss = self.trainer.step_at(start, lr)  # the update is skipped on the device when not finite
+        run, cfg = self.run, self.run.cfg
+        dropout = Dropout(cfg.dropout, cfg.seed, run.step) if cfg.dropout > 0 else None
+        loss = self.trainer.step_at(start, lr, dropout)  # the update is skipped on the device when not finite
         return loss, self.trainer.last_norm
 
     def validation_loss(self, ids):
         rows = validation_rows(ids, self.B, self.T)
         if self.val_ws is None:
-            p = self.run.params
-            self.val_ws = self.cb.DeviceWorkspace(min(self.T, rows.shape[1] - 1), rows.shape[0], p.hidden, p.vocab_size)
+            self.val_ws = self.cb.DeviceWorkspace(self.run.params.arch, min(self.T, rows.shape[1] - 1), rows.shape[0])
         total, count = device_rows_loss(self.trainer.params, rows, self.T, self.val_ws)
         return total / count
 
@@ -105,7 +106,7 @@ class CudaSteps:
         run = self.run
         self.trainer.params_to_host(run.params)
         self.trainer.optimizer_to_host(run.opt)
-        run.state[0, 0] = self.trainer.hidden_state
+        run.state[...] = self.trainer.hidden_state
 
 
 def make_steps(device, run, T, B, streams):

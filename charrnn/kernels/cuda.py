@@ -1,7 +1,7 @@
 """CUDA kernels (numba-cuda) shared by every cell: the math of `charrnn.kernels.cpu` and the products
 of `charrnn.network`, as pure kernels over device arrays. The cells' step kernels are in
-charrnn/cells/<name>/cuda.py, the optimizers in cuda_optim.py, dropout in cuda_dropout.py, the
-sampler's draw in cuda_draw.py.
+charrnn/cells/<name>/cuda.py (their shared tile helpers in cuda_recurrence.py), the optimizers in
+cuda_optim.py, dropout in cuda_dropout.py, the sampler's draw in cuda_draw.py.
 
 Shape letters: T time steps, B streams, H hidden units, V vocabulary, G gates, N = T*B positions,
 P parameters. Floats are float32, token ids int32, the loss and norm float64 (in `stats`).
@@ -69,60 +69,6 @@ def block_max(red, tid, nt):
         cuda.syncthreads()
         stride //= 2
     return red[0]
-
-
-# --------------------------------------------------------------------------- recurrence helpers
-# Every cell's step kernel (charrnn/cells/<name>/cuda.py) is a tiled product of B streams by the
-# G blocks of weight_hh, fused with its gate math: blocks of (TILE, TILE) threads, thread (tx, ty)
-# owning unit j = blockIdx.x*TILE + tx of stream b = blockIdx.y*TILE + ty, so each thread holds
-# every gate of its unit. These helpers are the product's shared parts.
-
-
-@cuda.jit(device=True, inline="always")
-def load_hidden_tiles(h, W, G, H, b, j0, k0, sh, sw):
-    """Forward tiles: sh[ty, tx] = h[b, k0+tx] (B, H); sw[g, ty, tx] = W[g*H + j0+ty, k0+tx] for
-    each gate g < G of W (G*H, H), zero outside. Thread x walks k: rows of W load coalesced."""
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    k = k0 + tx
-    sh[ty, tx] = h[b, k] if b < h.shape[0] and k < H else f32(0.0)
-    r = j0 + ty  # the output unit whose rows this thread loads
-    for g in range(G):
-        sw[g, ty, tx] = W[g * H + r, k] if r < H and k < H else f32(0.0)
-    cuda.syncthreads()
-
-
-@cuda.jit(device=True, inline="always")
-def tile_dot(sh, sw, g, ty, tx):
-    """sum over kk of sh[ty, kk] * sw[g, tx, kk]: gate g of unit tx, stream ty, over one tile."""
-    acc = f32(0.0)
-    for kk in range(TILE):
-        acc += sh[ty, kk] * sw[g, tx, kk]
-    return acc
-
-
-@cuda.jit(device=True, inline="always")
-def load_back_tiles(W, G, H, u0, j, sw):
-    """Backward tile of W (G*H, H): sw[g, ty, tx] = W[g*H + u0+ty, j] (j = the thread's column),
-    read along j: coalesced. The caller fills its gradient tile sd[g, ty, tx] (unit u0 + tx)."""
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    u = u0 + ty
-    for g in range(G):
-        sw[g, ty, tx] = W[g * H + u, j] if u < H and j < H else f32(0.0)
-
-
-@cuda.jit(device=True, inline="always")
-def tile_dot_back(sd, sw, g, ty, tx):
-    """sum over kk of sd[g, ty, kk] * sw[g, kk, tx]: (dpre_g @ W_g) of column tx, stream ty, over one tile."""
-    acc = f32(0.0)
-    for kk in range(TILE):
-        acc += sd[g, ty, kk] * sw[g, kk, tx]
-    return acc
-
-
-@cuda.jit(device=True, inline="always")
-def sigmoid(x):
-    """1/(1 + e^-x) as (1 + tanh(x/2)) / 2: float32, never overflows (the CPU's formula too)."""
-    return f32(0.5) + f32(0.5) * math.tanh(f32(0.5) * x)
 
 
 # --------------------------------------------------------------------------- dense products
@@ -198,6 +144,16 @@ def gather_rows(xs, Wt, bias, out):
         p = i // M
         k = i - p * M
         out[p, k] = Wt[xs[p], k] + bias[k]
+
+
+@cuda.jit
+def gather_row(ids, i, Wt, bias, out):
+    """out (1, M) = Wt[ids[i]] + bias: gather_rows for the sampler's one token, read from the
+    device's token buffer ids (n,) at i (a view per token would cost more than the launch).
+    Launch: 1-d grid over M."""
+    k = cuda.grid(1)
+    if k < out.shape[1]:
+        out[0, k] = Wt[ids[i], k] + bias[k]
 
 
 @cuda.jit
@@ -389,6 +345,7 @@ SIGNATURES = {
     "matmul": f"void({_M}, {_M}, {_M}, boolean, boolean)",
     "linear": f"void({_M}, {_M}, {_V}, {_M})",
     "gather_rows": f"void({_I}, {_M}, {_V}, {_M})",
+    "gather_row": f"void({_I}, int64, {_M}, {_V}, {_M})",
     "scatter_rows": f"void({_I}, {_M}, {_M})",
     "column_sums": f"void({_M}, {_V})",
     "softmax_xent": f"void({_M}, {_V}, {_I}, {_M}, float64[::1], float32, boolean)",
@@ -399,4 +356,4 @@ SIGNATURES = {
     "fill": f"void({_V}, float32)",
     "draw_token": f"void({_M}, {_V}, boolean[::1], int64, float32, int64, float64, float64[::1], int64, {_V}, {_V}, {_I})",
 }
-FLOAT32_ONLY = {"matmul", "linear", "gather_rows", "scatter_rows", "column_sums", "sum_squares", "multiply", "fill"}
+FLOAT32_ONLY = {"matmul", "linear", "gather_rows", "gather_row", "scatter_rows", "column_sums", "sum_squares", "multiply", "fill"}

@@ -13,8 +13,8 @@ import math
 import numba
 from numba import cuda
 
-from charrnn.kernels.cuda import (TILE, TILE_PAD, fill, flat, load_back_tiles, load_hidden_tiles, sigmoid, tile_dot,
-                                  tile_dot_back, tiled, zeros)  # fmt: skip
+from charrnn.kernels.cuda import TILE, TILE_PAD, fill, flat, tiled, zeros
+from charrnn.kernels.cuda_recurrence import load_back_tiles, load_hidden_tiles, sigmoid, tile_dot, tile_dot_back
 
 f32 = numba.float32
 

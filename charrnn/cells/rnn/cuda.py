@@ -3,7 +3,7 @@
 
 Shapes: T steps, B streams, H hidden. pre (T, B, H) = W_ih x_t + b_ih for every step, computed by
 the network as one gather or one product; each step adds W_hh h_{t-1} in one launch that fuses the
-tiled product with the tanh (charrnn.kernels.cuda's recurrence helpers).
+tiled product with the tanh (charrnn.kernels.cuda_recurrence).
 """
 
 import math
@@ -11,7 +11,8 @@ import math
 import numba
 from numba import cuda
 
-from charrnn.kernels.cuda import TILE, TILE_PAD, fill, flat, load_back_tiles, load_hidden_tiles, tile_dot, tile_dot_back, tiled, zeros
+from charrnn.kernels.cuda import TILE, TILE_PAD, fill, flat, tiled, zeros
+from charrnn.kernels.cuda_recurrence import load_back_tiles, load_hidden_tiles, tile_dot, tile_dot_back
 
 f32 = numba.float32
 
