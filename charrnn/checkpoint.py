@@ -362,7 +362,7 @@ def _read(npz, disk_size: int) -> Checkpoint:
 
     for name in names:
         classify(name, arch)
-    check_complete(set(names), arch, {ours: theirs for ours, theirs in names.items()} | _file_names_of(renames))
+    check_complete(set(names), arch, renames)
     for name, file_name in names.items():
         if name == "meta":
             continue
@@ -390,13 +390,6 @@ def _read(npz, disk_size: int) -> Checkpoint:
             state["h_carry"] = state["h_carry"].reshape(1, 1, *state["h_carry"].shape)
     params = {p: params[p] for p in shapes}
     return Checkpoint(params=params, vocab=vocab, meta=meta, state=state)
-
-
-def _file_names_of(renames: dict[str, str]) -> dict[str, str]:
-    """{our name: the file's} for every array a version-1 file would hold under its own names."""
-    back = {new: old for old, new in renames.items()}
-    slots = {f"opt.{slot}.{new}": f"opt.{slot}.{old}" for new, old in back.items() for slot in ("m", "v", "g2")}
-    return back | slots
 
 
 def _strings(npz, name: str) -> list[str]:

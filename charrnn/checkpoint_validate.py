@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from charrnn.cells import CELLS
+from charrnn.config import MAX_LAYERS
 from charrnn.params import FORMAT1_NAMES, Arch, layout
 
 FORMAT = "charrnn"
@@ -35,7 +36,6 @@ EOS = "<eos>"
 # Generous sanity limits: far above any model this tool can train, low
 # enough that a hostile meta cannot ask for absurd shapes.
 MAX_HIDDEN = 2**16
-MAX_LAYERS = 64
 MAX_VOCAB = 2**21  # every Unicode code point, plus the reserved tokens
 
 # np.savez writes 1.0, or 2.0 for huge headers; 3.0 only for non-Latin-1 field names.
@@ -118,6 +118,15 @@ def check_meta(meta: object) -> Arch:
 def file_names(meta: dict) -> dict[str, str]:
     """{name in the file: name in charrnn.params} for the parameter arrays of meta's version."""
     return dict(FORMAT1_NAMES) if meta.get("version") == 1 else {}
+
+
+def file_name(name: str, renames: dict[str, str]) -> str:
+    """current_name's inverse: what a file with these renames calls one of our arrays."""
+    back = {new: old for old, new in renames.items()}
+    match = _OPT_NAME.fullmatch(name)
+    if match and match.group(2) in back:
+        return f"opt.{match.group(1)}.{back[match.group(2)]}"
+    return back.get(name, name)
 
 
 def current_name(name: str, renames: dict[str, str]) -> str:
@@ -211,10 +220,10 @@ def classify(name: str, arch: Arch) -> str:
     raise Invalid(f"has an unexpected array {name!r} (not part of a {arch.layers}-layer {arch.cell} model)")
 
 
-def check_complete(names: set[str], arch: Arch, shown: dict[str, str] | None = None) -> None:
+def check_complete(names: set[str], arch: Arch, renames: dict[str, str] | None = None) -> None:
     """All parameters and the vocabulary are present, and every optimizer
     slot that appears covers every parameter (half a slot cannot resume).
-    shown: {name: the name to report} (a version-1 file's own names)."""
+    renames: file_names(meta), so that a missing array is named as the file would name it."""
     params = list(layout(arch))
     required = ["vocab", *params]
     slots = sorted({n.split(".")[1] for n in names if n.startswith("opt.")})
@@ -222,7 +231,7 @@ def check_complete(names: set[str], arch: Arch, shown: dict[str, str] | None = N
     for name in required:
         if name not in names:
             what = "" if name == "vocab" else f" (meta declares a {arch.layers}-layer {arch.cell} model)"
-            raise Invalid(f"is missing array {(shown or {}).get(name, name)!r}{what}")
+            raise Invalid(f"is missing array {file_name(name, renames or {})!r}{what}")
 
 
 def check_float_spec(name: str, shape: tuple[int, ...], dtype: np.dtype, arch: Arch,

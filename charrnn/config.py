@@ -3,12 +3,12 @@
 import math
 from dataclasses import asdict, dataclass, fields
 
+from charrnn.cells import CELLS  # the registry's names only: no cell is loaded
 from charrnn.errors import UsageError
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
-CELLS = ("rnn", "lstm", "gru")  # charrnn.cells.CELLS (not imported: it would load the cells for --help)
 SCHEDULES = ("constant", "cosine")
-MAX_LAYERS = 64
+MAX_LAYERS = 64  # also the most a checkpoint may declare
 DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
 DEFAULT_EPOCHS = 10  # when none of steps / epochs / time_limit is given
 MAX_EPOCHS = 1_000_000
