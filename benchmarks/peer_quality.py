@@ -67,6 +67,7 @@ def parse():
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument("--time", type=float, required=True, help="seconds of training")
+    p.add_argument("--steps", type=int, help="stop after this many steps, if that comes before --time (equal-step comparisons)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-frac", type=float, default=0.05)
     p.add_argument("--eval-every", type=int, default=200)
@@ -144,6 +145,7 @@ def main():
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         evaluated_at = step
         excluded += time.perf_counter() - t0
+        print(f"peer: step {step:,}  val {last_val:.4f}", file=sys.stderr, flush=True)
 
     while True:
         epoch, k = divmod(step, per_epoch)
@@ -177,7 +179,7 @@ def main():
                   file=sys.stderr, flush=True)  # fmt: skip
         if val_rows is not None and step % args.eval_every == 0:
             validate()
-        if elapsed >= args.time:
+        if elapsed >= args.time or step == args.steps:
             break
     if val_rows is not None and evaluated_at != step:
         validate()

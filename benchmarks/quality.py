@@ -35,9 +35,9 @@ HELD_OUT = 0.10
 SETTINGS = {
     "rnn": dict(hidden=512, layers=1, dropout=0.0, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
                 weight_decay=0.0, seq=64, batch=32),
-    "gru": dict(hidden=512, layers=2, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
+    "gru": dict(hidden=512, layers=1, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
                 weight_decay=0.0, seq=64, batch=32),
-    "lstm": dict(hidden=512, layers=2, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
+    "lstm": dict(hidden=512, layers=1, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
                  weight_decay=0.0, seq=64, batch=32),
 }  # fmt: skip
 COMMON = dict(clip=5.0, val_frac=0.05, eval_every=200)  # charrnn's defaults, passed to both sides

@@ -124,13 +124,16 @@ class FlatParams:
 
 
 def init_params(arch, rng, dtype=np.float32):
-    """Weights uniform in +-1/sqrt(H) (PyTorch's choice for these layers), biases zero, then the
-    cell's own adjustment (charrnn.cells: the LSTM's forget-gate bias)."""
+    """Every array uniform in +-1/sqrt(H), biases included (PyTorch's choice for these layers),
+    then the cell's own adjustment (charrnn.cells: the LSTM's forget-gate bias).
+
+    Biases drawn like the weights, not zero: measured on tiny Shakespeare (H=512, 300 steps, seed 0,
+    held-out validation loss), zero biases left the GRU on a plateau (2.41 against 2.08) and the
+    LSTM behind (2.29 against 2.12), and biases of +-0.001 did as badly as zero (2.42)."""
     params = FlatParams(arch, dtype)
     bound = 1.0 / np.sqrt(arch.hidden)
-    for name, view in params.views.items():
-        if not is_bias(name):
-            view[...] = rng.uniform(-bound, bound, size=view.shape)
+    for view in params.views.values():
+        view[...] = rng.uniform(-bound, bound, size=view.shape)
     for k in range(arch.layers):
         spec(arch.cell).init_biases(params[f"bias_ih_l{k}"], arch.hidden)
     return params

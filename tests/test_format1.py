@@ -21,6 +21,7 @@ from test_checkpoint import make_checkpoint, meta_of, refusal
 from test_cli import in_tmp, ok  # noqa: F401 (in_tmp: autouse, each test runs in its own folder)
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.kernels.packed import REGISTER_BYTES
 from charrnn.params import FORMAT1_NAMES, Arch, layout
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -134,6 +135,13 @@ def test_resume_gives_the_old_codes_arrays(resumed):
         np.testing.assert_allclose(flat.reshape(-1)[:6], rec["first"], rtol=1e-5, atol=1e-6, err_msg=old)
 
 
+RECORDED_VECTOR_BYTES = 64  # format1.json was made on an AVX-512 machine (zmm tiles)
+
+
+@pytest.mark.skipif(
+    REGISTER_BYTES != RECORDED_VECTOR_BYTES,
+    reason="the record was made with 64-byte vector tiles; narrower tiles sum in another order (the tolerances above still hold)",
+)
 def test_resume_is_bitwise_the_old_codes(resumed):
     # Stronger than the tolerances above, and true when this was written: on the CPU the new code
     # does the same float32 operations in the same order, so every array is the same bytes. If a
