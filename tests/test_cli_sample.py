@@ -4,7 +4,8 @@ standard input, --stop, --no-prime-echo, and the exact one-line errors of every 
 
 import numpy as np
 import pytest
-from test_cli import CORPUS, NAMES_TEXT, TINY, assert_error, cli, in_tmp, make_files, ok  # noqa: F401 (in_tmp: autouse)
+from test_cli import CORPUS, NAMES_TEXT, TINY, assert_error, cli, in_tmp, ok  # noqa: F401 (in_tmp: autouse)
+from test_cli_errors import make_files
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.vocab import EOS_ID, UNK_ID

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_checkpoint import _drop, _f32, _meta, _set, arrays_of, arrays_of_checkpoint, assert_same, format1_arrays
-from test_checkpoint import make_checkpoint, meta_of, refusal
+from test_checkpoint import arrays_of, arrays_of_checkpoint, assert_same, format1_arrays, make_checkpoint, meta_of, refusal
+from test_checkpoint_load import _drop, _f32, _meta, _set
 from test_cli import in_tmp, ok  # noqa: F401 (in_tmp: autouse, each test runs in its own folder)
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
