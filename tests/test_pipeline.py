@@ -257,7 +257,10 @@ def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     # A run that ends normally: temporary files of the killed saves are gone.
     finish = run(["train", "--resume", "m.npz", "--steps", "2", "-q"], tmp_path)
     assert finish.returncode == 0, finish.stderr.decode()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "m.best.npz", "m.npz"]
+    # No temporary file is left. The best file exists only if some run lived to an improving
+    # evaluation's save, which on a slow machine the random kills can prevent (seen once in CI here).
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names in (["corpus.txt", "m.best.npz", "m.npz"], ["corpus.txt", "m.npz"]), names
     assert load_checkpoint(out).meta["step"] == step + 2
 
 
