@@ -89,7 +89,7 @@ def block_bounds(warmup, steps):
 
 
 def charrnn_train_rates(corpus, H, bounds, device, **model):
-    """Characters per second of `charrnn.train.train` itself, for each block of steps between `bounds`.
+    """Characters per second of `charrnn.training.train` itself, for each block of steps between `bounds`.
     model: TrainConfig's cell and layers (none: the vanilla RNN).
 
     The rates come from the `elapsed` the library reports with each step, so they time the real loop
@@ -97,7 +97,7 @@ def charrnn_train_rates(corpus, H, bounds, device, **model):
     include the compile); no validation (val_frac=0) and no checkpoint until after the last step.
     """
     from charrnn.config import TrainConfig
-    from charrnn.train import train
+    from charrnn.training import train
 
     elapsed = {}
 

@@ -8,11 +8,14 @@ import os
 import shlex
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
+
+from charrnn.errors import CharrnnWarning
 
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -25,6 +28,14 @@ def warn(message):
     sys.stderr.write(f"charrnn: warning: {message}\n")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """The library's warnings as one line each; any other warning as Python shows it."""
+    if issubclass(category, CharrnnWarning):
+        warn(message)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 class OneLineErrors(TyperGroup):
     """Every failure ends as one line on stderr and a non-zero exit code, never a traceback."""
 
@@ -32,7 +43,10 @@ class OneLineErrors(TyperGroup):
         from charrnn.errors import CharrnnError
 
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                warnings.simplefilter("always", CharrnnWarning)  # each one, not once per place in the code
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except CharrnnError as err:
             error_line(err)
             code = err.exit_code
@@ -178,75 +192,42 @@ def train(
     device: Device = "auto",
 ):
     """Train a model on a corpus and save it to a checkpoint, or continue one with --resume."""
-    from charrnn.config import TrainConfig
-    from charrnn.corpus_cache import load_corpus_cached
+    from charrnn import api
     from charrnn.errors import UsageError
     from charrnn.progress import TrainingReporter, summary_line
-    from charrnn.resume import corpus_matches, load_resume, resume_config
-    from charrnn.train import check_writable, train as run_training
 
     given = dict(
         cell=cell, layers=layers, hidden=hidden, dropout=dropout, seq=seq, batch=batch, optimizer=optimizer, lr=lr,
         lr_decay=lr_decay, lr_schedule=lr_schedule, warmup=warmup, min_lr=min_lr, weight_decay=weight_decay, clip=clip,
         seed=seed, val_frac=val_frac, eval_every=eval_every, save_every=save_every, lines=lines, min_count=min_count,
     )  # fmt: skip
-    resumed = None
-    if resume is None:
-        if force:
-            raise UsageError("--force goes with --resume (it lets a resumed run fine-tune on another corpus)")
-        if not corpus:
-            raise UsageError("Missing argument 'corpus'.")
-        cfg = TrainConfig(
-            **{k: v for k, v in given.items() if v is not None}, steps=steps, epochs=epochs, time_limit=time,
-            threads=0 if threads is None else threads,
-        )  # fmt: skip
-        out = Path("charrnn.npz") if out is None else out
-        encoding_errors = encoding_errors or "strict"
-        vocab = None
-    else:
-        # Validate the stop flags first: their messages name the flag, as without --resume.
-        TrainConfig(steps=steps, epochs=epochs, time_limit=time, threads=threads or 0)
-        resumed = load_resume(resume, force=force)
-        cfg = resume_config(
-            resumed, dict(given, encoding_errors=encoding_errors), steps=steps, epochs=epochs, time_limit=time,
-            threads=threads,
-        )  # fmt: skip
-        out = resume if out is None else out
-        encoding_errors = encoding_errors or resumed.encoding_errors or "strict"
-        if not corpus:
-            if not resumed.corpus_paths:
-                raise UsageError(
-                    f"{resume} was trained on standard input or a pipe; give its corpus: "
-                    f"charrnn train --resume {resume} CORPUS"
-                )
-            corpus = resumed.corpus_paths
-        vocab = resumed.vocab
-    check_writable(out)
-    device = resolve(device)
-    loaded = load_corpus_cached(corpus, lines=cfg.lines, encoding_errors=encoding_errors, min_count=cfg.min_count, vocab=vocab)
-    if resumed is not None:
-        names = ", ".join("<stdin>" if c == "-" else c for c in corpus)
-        if not corpus_matches(resumed, loaded, names) and loaded.unknown:
-            warn(f"not in the model's vocabulary, read as <unk>: {listing(loaded.unknown)}")
+    given = {k: v for k, v in given.items() if v is not None}
+    stops = dict(steps=steps, epochs=epochs, time=time)
     console = stderr_console()
-    collect_again()
     with StopOnSignal() as stop, TrainingReporter(console, quiet=quiet) as reporter:
-        result = run_training(loaded, cfg, out, report=reporter, should_stop=stop.requested, resume=resumed, device=device)
+        def on_event(kind, info):
+            if kind == "start":
+                collect_again()  # set-up is done
+            reporter(kind, info)
+
+        run = dict(on_event=on_event, should_stop=stop.requested, device=device, **stops)
+        if resume is None:
+            if force:
+                raise UsageError("--force goes with --resume (it lets a resumed run fine-tune on another corpus)")
+            result = api.train(corpus or None, out or "charrnn.npz", encoding_errors=encoding_errors or "strict",
+                               threads=threads or 0, **run, **given)  # fmt: skip
+        else:
+            result = api.resume(resume, corpus or None, out=out, force=force, encoding_errors=encoding_errors,
+                                threads=threads, **run, **given)  # fmt: skip
     if result.stopped_early:
         again = ["charrnn", "train", "--resume", str(result.checkpoint)]
-        if not getattr(loaded, "paths", None):
+        if not result.corpus_paths:
             again += list(corpus)  # stdin or a pipe: the text must be given again
         error_line(f"interrupted at step {result.steps:,}; the state is saved in {result.checkpoint}; "
                    f"resume with: {shlex.join(again)}")  # fmt: skip
         raise typer.Exit(EXIT_INTERRUPTED[stop.signal])
     if not quiet:
         console.print(summary_line(result), highlight=False, soft_wrap=True, markup=False)
-
-
-def listing(chars, most=40):
-    """'a', 'b', ... for a warning line: at most `most` characters, then how many more."""
-    shown = ", ".join(map(repr, chars[:most]))
-    return shown if len(chars) <= most else f"{shown} and {len(chars) - most:,} more"
 
 
 class StopOnSignal:
@@ -297,7 +278,7 @@ def sample(
     device: Device = "auto",
 ):
     """Generate text from a trained model, streamed to stdout."""
-    from charrnn.sample import Draw, StopScan, check_samplable, check_sampling_args, encode_prime, generate, sample_rngs
+    from charrnn.sample import Draw, StopScan, check_sampling_args, sample_rngs
     from charrnn.sample_input import read_prime, stop_strings
     from charrnn.trained import load_model
 
@@ -308,14 +289,13 @@ def sample(
     prime = read_prime(prime, prime_file)
     device = resolve(device)
     loaded = load_model(model)
-    check_samplable(loaded, model)
-    prime_ids, unknown = encode_prime(loaded.vocab, prime, loaded.lines)
-    if unknown:
-        warn(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}")
-    settings = dict(top_p=top_p, until_eos=until_eos, stop=stops)
+    settings = dict(top_p=top_p, stop=stops, until_eos=until_eos, prime_echo=False, device=device)
     try:
         for i, rng in zip(range(num_samples), rngs):
-            chunks = generate(loaded, prime_ids, length, temperature, top_k, rng, device, **settings)
+            with warnings.catch_warnings():
+                if i:
+                    warnings.simplefilter("ignore", CharrnnWarning)  # the prime's unknown characters: once
+                chunks = loaded.stream(prime, length, temperature, top_k, seed=rng, **settings)
             write_sample(prime if prime_echo else "", chunks)
             if i == 0:
                 collect_again()
@@ -347,14 +327,10 @@ def evaluate(
 ):
     """Loss (nats/char), bits per char and perplexity of a model on a text."""
     from charrnn import report
-    from charrnn.evaluate import evaluate_files
     from charrnn.trained import load_model
 
     device = resolve(device)
-    loaded = load_model(model)
-    result, unknown = evaluate_files(loaded, files, encoding_errors, device=device)
-    if unknown:
-        warn(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}")
+    result = load_model(model).evaluate(list(files), encoding_errors=encoding_errors, device=device)
     sys.stdout.write((report.eval_json(result) if json else report.eval_line(result)) + "\n")
 
 

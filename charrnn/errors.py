@@ -22,3 +22,8 @@ class CorpusError(CharrnnError):
 
 class CheckpointError(CharrnnError):
     """A checkpoint that cannot be read, is not ours, or is damaged."""
+
+
+class CharrnnWarning(UserWarning):
+    """Something the user should know that does not stop the work (characters a model lacks).
+    The library issues it through `warnings`; the CLI prints it as one line."""

@@ -71,7 +71,7 @@ if MODE is None:
 
     def test_importing_charrnn_leaves_cuda_alone():
         code = (
-            "import sys, charrnn.cli, charrnn.train, charrnn.cuda_backend, charrnn.device\n"
+            "import sys, charrnn.cli, charrnn.training, charrnn.cuda_backend, charrnn.device\n"
             f"bad = {CUDA_MODULES}\n"
             "assert not bad, bad\n"
         )

@@ -27,8 +27,8 @@ if MODE in ("sim", "device"):
     from charrnn.corpus import load_corpus
     from charrnn.evaluate import evaluate_ids
     from charrnn.sample import generate
-    from charrnn.resume import load_resume, resume_config
-    from charrnn.train import train
+    from charrnn.resuming import load_resume, resume_config
+    from charrnn.training import train
     from charrnn.trained import load_model
 
     WIRING_TOL = 1e-4  # a few steps of training: float32 rounding differences grow a little

@@ -21,8 +21,8 @@ from charrnn.corpus import load_corpus
 from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
 from charrnn.optim import Optimizer
 from charrnn.parallel import WindowRunner
-from charrnn.resume import load_resume, resume_config
-from charrnn.train import train
+from charrnn.resuming import load_resume, resume_config
+from charrnn.training import train
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 60  # 40 windows per epoch with TINY
 OTHER = "a fox hid in a box; a bird flew by. " * 90

@@ -12,7 +12,7 @@ import charrnn.cli
 import charrnn.progress
 from charrnn import checkpoint as checkpoint_module
 from charrnn.checkpoint import load_checkpoint
-from charrnn.train import best_path
+from charrnn.training import best_path
 
 from test_resume import OTHER, TEXT, assert_same_state, nan_at
 

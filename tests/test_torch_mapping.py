@@ -10,7 +10,7 @@ import pytest
 from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.evaluate import evaluate_ids
-from charrnn.train import train
+from charrnn.training import train
 from charrnn.trained import load_model
 
 torch = pytest.importorskip("torch")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import charrnn.train as train_module
+import charrnn.training as train_module
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
@@ -11,7 +11,7 @@ from charrnn.errors import UsageError
 from charrnn.evaluate import validation_loss
 from charrnn.params import FlatParams
 from charrnn.parallel import WindowRunner
-from charrnn.train import best_path, train
+from charrnn.training import best_path, train
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 60
 

@@ -1,7 +1,7 @@
 """The training loop: windows -> loss and gradients -> clip -> optimizer step, with evaluation and
 checkpoints. It never prints: it reports events to a callback and raises CharrnnError.
 
-A run can continue from a checkpoint (charrnn.resume: `load_resume`, `resume_config`, then `train(..., resume=...)`):
+A run can continue from a checkpoint (charrnn.resuming: `load_resume`, `resume_config`, then `train(..., resume=...)`):
 parameters, optimizer slots and update count, step, learning-rate schedule, position in the data,
 carried hidden state, validation losses, RNG state and number of worker threads all come back, so
 on the CPU k steps plus a resume for N-k more give bitwise the parameters of one run of N steps.
@@ -22,7 +22,7 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from charrnn.errors import CharrnnError, CheckpointError, UsageError
 from charrnn.optim import Optimizer
 from charrnn.params import FlatParams, init_params
 from charrnn.schedule import Schedule
-from charrnn.resume import corpus_matches
+from charrnn.resuming import corpus_matches
 from charrnn.threads import compute_threads
 from charrnn.train_steps import make_steps
 from charrnn.vocab import EOS_ID, UNK_ID
@@ -54,6 +54,10 @@ class TrainResult:
     checkpoint: str
     best_checkpoint: str | None
     stopped_early: bool
+    corpus_paths: tuple[str, ...] | None = None  # the corpus files (None: stdin, a pipe or text)
+
+    def as_dict(self):
+        return asdict(self)
 
 
 def best_path(out):
@@ -219,6 +223,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
         checkpoint=str(out),
         best_checkpoint=best_path(out) if has_best else None,
         stopped_early=stopped_early,
+        corpus_paths=getattr(corpus, "paths", None),
     )
 
 

@@ -1,0 +1,148 @@
+"""The Python API: train, resume and load. The `charrnn` command is a thin face over these.
+
+    import charrnn
+    result = charrnn.train("corpus.txt", "model.npz", cell="gru", hidden=256, time=60)
+    model = charrnn.load(result.best_checkpoint or result.checkpoint)
+    print(model.sample("ROMEO:", length=200, temperature=0.8, seed=1))
+
+Settings are the CLI's flags by their Python names (`--lr-schedule` is `lr_schedule`, `--time` is
+`time`). Every mistake raises a charrnn.CharrnnError subclass whose message is the line the command
+prints; warnings (characters a model does not know) are charrnn.CharrnnWarning through `warnings`.
+"""
+
+import warnings
+from pathlib import Path
+
+from charrnn.errors import CharrnnWarning, UsageError
+
+# The stop conditions and run settings that are not part of charrnn.config.TrainConfig's model and
+# data settings: their Python names, and TrainConfig's for them.
+_RUN_NAMES = {"steps": "steps", "epochs": "epochs", "time": "time_limit", "threads": "threads"}
+
+
+def _paths(corpus):
+    """A path, or a list of paths, as the list of str the corpus reader takes."""
+    if corpus is None:
+        return None
+    if isinstance(corpus, (str, Path)):
+        return [str(corpus)]
+    try:
+        paths = [str(p) if isinstance(p, (str, Path)) else None for p in corpus]
+    except TypeError:
+        paths = [None]
+    if None in paths:
+        raise UsageError(f"corpus must be a path or a list of paths (got {corpus!r})")
+    return paths or None
+
+
+def _settings(settings):
+    """Check the names of **settings against TrainConfig's (a UsageError naming an unknown one)."""
+    from charrnn.config import FROM_CHECKPOINT
+
+    unknown = sorted(set(settings) - set(FROM_CHECKPOINT))
+    if unknown:
+        raise UsageError(
+            f"unknown setting {unknown[0]!r}; the settings are {', '.join(sorted(FROM_CHECKPOINT + tuple(_RUN_NAMES)))}"
+        )  # fmt: skip
+    return settings
+
+
+def _warn(message):
+    warnings.warn(CharrnnWarning(message), stacklevel=3)
+
+
+def _listing(chars, most=40):
+    """'a', 'b', ... for a warning: at most `most` characters, then how many more."""
+    shown = ", ".join(map(repr, chars[:most]))
+    return shown if len(chars) <= most else f"{shown} and {len(chars) - most:,} more"
+
+
+def _read(paths, text, *, lines, encoding_errors, min_count=1, vocab=None):
+    """The corpus from files (memory-mapped from the cache) or from the text itself."""
+    if paths is not None and text is not None:
+        raise UsageError("give a corpus (a path or a list of paths) or text=, not both")
+    if text is not None:
+        from charrnn.corpus import Source, load_corpus
+
+        if not isinstance(text, str):
+            raise UsageError(f"text must be a str (got {type(text).__name__})")
+        source = Source("<text>", None, text.encode("utf-8", "surrogatepass"))
+        return load_corpus([source], lines=lines, encoding_errors=encoding_errors, min_count=min_count, vocab=vocab)
+    from charrnn.corpus_cache import load_corpus_cached
+
+    return load_corpus_cached(paths, lines=lines, encoding_errors=encoding_errors, min_count=min_count, vocab=vocab)
+
+
+def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_stop=None, device="auto",
+          encoding_errors="strict", steps=None, epochs=None, time=None, threads=0, **settings):  # fmt: skip
+    """Train a new model on `corpus` (a path or a list of paths; "-" reads standard input) or on
+    `text`, and save it to `out` (and the best-validated state to <stem>.best.npz).
+
+    settings: cell, layers, hidden, dropout, seq, batch, optimizer, lr, lr_decay, lr_schedule,
+    warmup, min_lr, weight_decay, clip, seed, val_frac, eval_every, save_every, lines, min_count.
+    Stops after `steps`, `epochs` or `time` seconds, whichever comes first (none: 10 epochs).
+    on_event(kind, info): progress, as charrnn.training documents ("start", "step", "eval", "save").
+    should_stop(): polled after every step; True stops the run and saves it (result.stopped_early).
+    Returns a charrnn.training.TrainResult.
+    """
+    from charrnn.config import TrainConfig
+
+    paths = _paths(corpus)
+    if paths is None and text is None:
+        raise UsageError("Missing argument 'corpus'.")
+    cfg = TrainConfig(**_settings(settings), steps=steps, epochs=epochs, time_limit=time, threads=threads)
+    return _run(paths, text, cfg, out, None, encoding_errors, on_event, should_stop, device)
+
+
+def resume(path, corpus=None, *, text=None, out=None, force=False, on_event=None, should_stop=None, device="auto",
+           encoding_errors=None, steps=None, epochs=None, time=None, threads=None, **more):  # fmt: skip
+    """Continue the run saved in `path` exactly where it stopped, on its own corpus by default.
+
+    steps / epochs / time: how much more (none: the rest of its original plan). `more`: settings,
+    which must equal the checkpoint's (a UsageError names the first that differs); `force=True`
+    fine-tunes on another corpus. Writes to `path` unless `out` is given. threads None: the
+    checkpoint's count, which keeps the result bitwise that of one uninterrupted run.
+    """
+    from charrnn.config import TrainConfig
+    from charrnn.resuming import corpus_matches, load_resume, resume_config
+
+    # The stop settings first: their messages name the setting, as for a new run.
+    TrainConfig(steps=steps, epochs=epochs, time_limit=time, threads=threads or 0)
+    resumed = load_resume(Path(path), force=force)
+    given = dict(_settings(more), encoding_errors=encoding_errors)
+    cfg = resume_config(resumed, given, steps=steps, epochs=epochs, time_limit=time, threads=threads)
+    paths = _paths(corpus)
+    if paths is None and text is None:
+        if not resumed.corpus_paths:
+            raise UsageError(
+                f"{path} was trained on standard input or a pipe; give its corpus: charrnn train --resume {path} CORPUS"
+            )
+        paths = list(resumed.corpus_paths)
+    encoding_errors = encoding_errors or resumed.encoding_errors or "strict"
+    return _run(paths, text, cfg, Path(path) if out is None else out, resumed, encoding_errors, on_event,
+                should_stop, device, check=corpus_matches)  # fmt: skip
+
+
+def _run(paths, text, cfg, out, resumed, encoding_errors, on_event, should_stop, device, check=None):
+    from charrnn.device import resolve_device
+    from charrnn.training import check_writable, train as run_training
+
+    check_writable(out)
+    device = resolve_device(device)
+    vocab = None if resumed is None else resumed.vocab
+    loaded = _read(paths, text, lines=cfg.lines, encoding_errors=encoding_errors, min_count=cfg.min_count, vocab=vocab)
+    if resumed is not None:
+        names = "<text>" if paths is None else ", ".join("<stdin>" if c == "-" else c for c in paths)
+        if not check(resumed, loaded, names) and loaded.unknown:
+            _warn(f"not in the model's vocabulary, read as <unk>: {_listing(loaded.unknown)}")
+    return run_training(
+        loaded, cfg, out, report=on_event or (lambda kind, info: None), should_stop=should_stop or (lambda: False),
+        resume=resumed, device=device,
+    )  # fmt: skip
+
+
+def load(path):
+    """The model saved in a checkpoint (charrnn.Model), validated: a CheckpointError on any problem."""
+    from charrnn.trained import load_model
+
+    return load_model(path)
