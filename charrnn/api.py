@@ -74,7 +74,8 @@ def _read(paths, text, *, lines, encoding_errors, min_count=1, vocab=None):
 
 
 def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_stop=None, device="auto",
-          encoding_errors="strict", steps=None, epochs=None, time=None, threads=0, **settings):  # fmt: skip
+          encoding_errors="strict", steps=None, epochs=None, time=None, threads=0, sample_every=0,
+          sample_length=200, sample_prime="", log=None, log_every=10, **settings):  # fmt: skip
     """Train a new model on `corpus` (a path or a list of paths; "-" reads standard input) or on
     `text`, and save it to `out` (and the best-validated state to <stem>.best.npz).
 
@@ -83,6 +84,9 @@ def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_st
     Stops after `steps`, `epochs` or `time` seconds, whichever comes first (none: 10 epochs).
     on_event(kind, info): progress, as charrnn.training documents ("start", "step", "eval", "save").
     should_stop(): polled after every step; True stops the run and saves it (result.stopped_early).
+    sample_every: report a "sample" event (info: step, text) every this many steps, `sample_length`
+    characters after `sample_prime` at temperature 0.8 (0: none; None: with every validation).
+    log: a JSON-lines file of the run's progress (charrnn.runlog), a line every `log_every` steps.
     Returns a charrnn.training.TrainResult.
     """
     from charrnn.config import TrainConfig
@@ -91,11 +95,13 @@ def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_st
     if paths is None and text is None:
         raise UsageError("Missing argument 'corpus'.")
     cfg = TrainConfig(**_settings(settings), steps=steps, epochs=epochs, time_limit=time, threads=threads)
-    return _run(paths, text, cfg, out, None, encoding_errors, on_event, should_stop, device)
+    live = (sample_every, sample_length, sample_prime)
+    return _run(paths, text, cfg, out, None, encoding_errors, on_event, should_stop, device, live, (log, log_every))
 
 
 def resume(path, corpus=None, *, text=None, out=None, force=False, on_event=None, should_stop=None, device="auto",
-           encoding_errors=None, steps=None, epochs=None, time=None, threads=None, **more):  # fmt: skip
+           encoding_errors=None, steps=None, epochs=None, time=None, threads=None, sample_every=0,
+           sample_length=200, sample_prime="", log=None, log_every=10, **more):  # fmt: skip
     """Continue the run saved in `path` exactly where it stopped, on its own corpus by default.
 
     steps / epochs / time: how much more (none: the rest of its original plan). `more`: settings,
@@ -119,13 +125,18 @@ def resume(path, corpus=None, *, text=None, out=None, force=False, on_event=None
             )
         paths = list(resumed.corpus_paths)
     encoding_errors = encoding_errors or resumed.encoding_errors or "strict"
+    live = (sample_every, sample_length, sample_prime)
     return _run(paths, text, cfg, Path(path) if out is None else out, resumed, encoding_errors, on_event,
-                should_stop, device, check=corpus_matches)  # fmt: skip
+                should_stop, device, live, (log, log_every), check=corpus_matches)  # fmt: skip
 
 
-def _run(paths, text, cfg, out, resumed, encoding_errors, on_event, should_stop, device, check=None):
+def _run(paths, text, cfg, out, resumed, encoding_errors, on_event, should_stop, device, live, log, check=None):
     from charrnn.device import resolve_device
+    from charrnn.live import LiveSamples
     from charrnn.training import check_writable, train as run_training
+
+    every, length, prime = live
+    live = LiveSamples(cfg.eval_every if every is None else every, length, prime)
 
     check_writable(out)
     device = resolve_device(device)
@@ -135,10 +146,23 @@ def _run(paths, text, cfg, out, resumed, encoding_errors, on_event, should_stop,
         names = "<text>" if paths is None else ", ".join("<stdin>" if c == "-" else c for c in paths)
         if not check(resumed, loaded, names) and loaded.unknown:
             _warn(f"not in the model's vocabulary, read as <unk>: {_listing(loaded.unknown)}")
-    return run_training(
-        loaded, cfg, out, report=on_event or (lambda kind, info: None), should_stop=should_stop or (lambda: False),
-        resume=resumed, device=device,
-    )  # fmt: skip
+    report = on_event or (lambda kind, info: None)
+    runlog = None
+    if log[0] is not None:
+        from charrnn.runlog import RunLog
+
+        runlog = RunLog(log[0], log[1], append=resumed is not None)
+
+        def report(kind, info, user=report):
+            runlog(kind, info)
+            user(kind, info)
+
+    try:
+        return run_training(loaded, cfg, out, report=report, should_stop=should_stop or (lambda: False),
+                            resume=resumed, device=device, live=live)  # fmt: skip
+    finally:
+        if runlog is not None:
+            runlog.close()
 
 
 def load(path):

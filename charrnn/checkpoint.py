@@ -49,6 +49,7 @@ Optional training state, for an exact resume (float32, finite):
                         Adagrad; a slot present for one parameter must be
                         present for all of them
     h_carry  (L, S, B, H)  the state carried from one window to the next
+    history.train, history.val  (N, 3)  loss curves (charrnn.history)
 
 Version 1 (charrnn 0.1 before layers existed) is read too: a one-layer rnn
 whose arrays are named Wxh (H, V), Whh, bh, Why, by (charrnn.params.

@@ -40,6 +40,8 @@ MAX_VOCAB = 2**21  # every Unicode code point, plus the reserved tokens
 
 # np.savez writes 1.0, or 2.0 for huge headers; 3.0 only for non-Latin-1 field names.
 _HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+HISTORY = ("history.train", "history.val")  # charrnn.history: (N, 3) rows of step, seconds, loss
+HISTORY_ROWS = 1 << 24
 _OPT_NAME = re.compile(r"opt\.([A-Za-z0-9_]+)\.(\w+)")
 _MAX_CODE_POINT = 0x10FFFF
 
@@ -206,11 +208,13 @@ def check_vocab(tokens: list[str], unk_id: int, eos_id: int) -> None:
 def classify(name: str, arch: Arch) -> str:
     """Which part of the schema an array name belongs to.
 
-    Returns "meta", "vocab", "param", "opt" or "h_carry"; unknown names are
+    Returns "meta", "vocab", "param", "opt", "h_carry" or "history"; unknown names are
     refused so that nothing we do not understand rides along into a resume.
     """
     if name in ("meta", "vocab", "h_carry"):
         return name
+    if name in HISTORY:
+        return "history"
     shapes = layout(arch)
     if name in shapes:
         return "param"
@@ -251,6 +255,9 @@ def check_float_spec(name: str, shape: tuple[int, ...], dtype: np.dtype, arch: A
                 raise Invalid(f"array 'h_carry' has shape {shape}, expected (B, {H})")
         elif len(shape) != 4 or shape[3] != H or shape[:2] != (L, S) or shape[2] < 1:
             raise Invalid(f"array 'h_carry' has shape {shape}, expected ({L}, {S}, B, {H}): layers, states, streams, hidden")
+    elif name in HISTORY:
+        if len(shape) != 2 or shape[1] != 3 or shape[0] > HISTORY_ROWS:
+            raise Invalid(f"array {label!r} has shape {shape}, expected (N, 3) with N at most {HISTORY_ROWS:,}: step, seconds, loss")
     else:
         expected = shapes[name.rsplit(".", 1)[-1]]
         if shape != expected:

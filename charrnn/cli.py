@@ -6,7 +6,6 @@ Heavy modules (numpy, numba, rich) are imported inside the commands, so `charrnn
 import gc
 import os
 import shlex
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -15,9 +14,9 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
+from charrnn import cli_text
 from charrnn.errors import CharrnnWarning
 
-EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def error_line(message):
@@ -83,19 +82,37 @@ def quiet_broken_pipe():
 
 app = typer.Typer(
     cls=OneLineErrors,
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Train character-level RNN language models on any text, and generate text from them.",
+    epilog=cli_text.MAIN,
 )
+
+
+def _version(value: bool):
+    if value:
+        from charrnn import __version__
+
+        sys.stdout.write(f"charrnn {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+):  # fmt: skip
+    pass
 
 Corpus = Annotated[list[str], typer.Argument(help="Text file(s); - reads standard input.", show_default=False)]
 EncodingErrors = Annotated[
     str, typer.Option("--encoding-errors", help="Invalid UTF-8: strict (refuse), replace or ignore.")
 ]
 Lines = Annotated[bool, typer.Option("--lines", help="Every line is a record (names, titles, ...).")]
-ModelPath = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to use.")]
+ModelPath = Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False, help=(
+    "Checkpoint to use.  [default: charrnn.best.npz when it is the best state of the run in charrnn.npz, "
+    "else charrnn.npz]"))]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Device = Annotated[str, typer.Option(
     "--device", envvar="CHARRNN_DEVICE", show_envvar=False, show_default=False,
@@ -116,7 +133,7 @@ def stderr_console():
     return Console(stderr=True)
 
 
-@app.command()
+@app.command(epilog=cli_text.VOCAB)
 def vocab(
     corpus: Corpus,
     min_count: Annotated[int, typer.Option(help="Characters seen fewer times become <unk>.")] = 1,
@@ -149,7 +166,7 @@ def _setting(help, name=None, *flags):
     return typer.Option(*flags, help=text, show_default=False)
 
 
-@app.command()
+@app.command(epilog=cli_text.TRAIN)
 def train(
     corpus: Annotated[Optional[list[str]], typer.Argument(
         help="Text file(s); - reads standard input. With --resume: by default the files the checkpoint was trained on.",
@@ -188,13 +205,22 @@ def train(
     encoding_errors: Annotated[Optional[str], typer.Option(
         "--encoding-errors", help="Invalid UTF-8: strict (refuse), replace or ignore.  [default: strict]",
         show_default=False)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
+    sample_every: Annotated[Optional[int], typer.Option(show_default=False, help=(
+        "Show a sample every this many steps (0: none).  [default: with every validation]"))] = None,
+    sample_length: Annotated[int, typer.Option(help="Characters per sample shown while training.")] = 200,
+    sample_prime: Annotated[str, typer.Option(help="Text the samples shown while training start from.")] = "",
+    log: Annotated[Optional[Path], typer.Option("--log", metavar="<file.jsonl>", show_default=False, help=(
+        "Write the run's progress as JSON lines (with --resume: appended)."))] = None,
+    log_every: Annotated[int, typer.Option(help="Steps between --log lines (and a line at every validation).")] = 10,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary, no samples.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the final summary to stdout as JSON.")] = False,
     device: Device = "auto",
 ):
     """Train a model on a corpus and save it to a checkpoint, or continue one with --resume."""
     from charrnn import api
     from charrnn.errors import UsageError
     from charrnn.progress import TrainingReporter, summary_line
+    from charrnn.stop import EXIT_INTERRUPTED, StopOnSignal
 
     given = dict(
         cell=cell, layers=layers, hidden=hidden, dropout=dropout, seq=seq, batch=batch, optimizer=optimizer, lr=lr,
@@ -210,7 +236,8 @@ def train(
                 collect_again()  # set-up is done
             reporter(kind, info)
 
-        run = dict(on_event=on_event, should_stop=stop.requested, device=device, **stops)
+        samples = dict(sample_every=0 if quiet else sample_every, sample_length=sample_length, sample_prime=sample_prime)
+        run = dict(on_event=on_event, should_stop=stop.requested, device=device, log=log, log_every=log_every, **stops, **samples)
         if resume is None:
             if force:
                 raise UsageError("--force goes with --resume (it lets a resumed run fine-tune on another corpus)")
@@ -226,37 +253,17 @@ def train(
         error_line(f"interrupted at step {result.steps:,}; the state is saved in {result.checkpoint}; "
                    f"resume with: {shlex.join(again)}")  # fmt: skip
         raise typer.Exit(EXIT_INTERRUPTED[stop.signal])
-    if not quiet:
+    if json:
+        from charrnn import report
+
+        sys.stdout.write(report.to_json(result.as_dict()) + "\n")
+    elif not quiet:
         console.print(summary_line(result), highlight=False, soft_wrap=True, markup=False)
 
 
-class StopOnSignal:
-    """Turn SIGINT / SIGTERM into a request to stop after the current step (and save)."""
-
-    def __init__(self):
-        self.signal = None
-
-    def requested(self):
-        return self.signal is not None
-
-    def _handle(self, signum, frame):
-        if self.signal is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __enter__(self):
-        self.previous = {s: signal.signal(s, self._handle) for s in EXIT_INTERRUPTED}
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-        return False
-
-
-@app.command()
+@app.command(epilog=cli_text.SAMPLE)
 def sample(
-    model: ModelPath = Path("charrnn.npz"),
+    model: ModelPath = None,
     prime: Annotated[str, typer.Option(help="Text to start from (printed first); - reads it from standard input.")] = "",
     prime_file: Annotated[Optional[str], typer.Option(
         "--prime-file", metavar="<file>", show_default=False,
@@ -280,7 +287,7 @@ def sample(
     """Generate text from a trained model, streamed to stdout."""
     from charrnn.sample import Draw, StopScan, check_sampling_args, sample_rngs
     from charrnn.sample_input import read_prime, stop_strings
-    from charrnn.trained import load_model
+    from charrnn.trained import default_model_path, load_model
 
     Draw(temperature, top_k, top_p)  # the flags' checks, before anything is read
     check_sampling_args(length, num_samples)
@@ -288,7 +295,7 @@ def sample(
     rngs = sample_rngs(seed)
     prime = read_prime(prime, prime_file)
     device = resolve(device)
-    loaded = load_model(model)
+    loaded = load_model(model or default_model_path())
     settings = dict(top_p=top_p, stop=stops, until_eos=until_eos, prime_echo=False, device=device)
     try:
         for i, rng in zip(range(num_samples), rngs):
@@ -317,24 +324,24 @@ def write_sample(prime, chunks):
     out.flush()
 
 
-@app.command("eval")
+@app.command("eval", epilog=cli_text.EVAL)
 def evaluate(
     files: Corpus,
-    model: ModelPath = Path("charrnn.npz"),
+    model: ModelPath = None,
     encoding_errors: EncodingErrors = "strict",
     json: Json = False,
     device: Device = "auto",
 ):
     """Loss (nats/char), bits per char and perplexity of a model on a text."""
     from charrnn import report
-    from charrnn.trained import load_model
+    from charrnn.trained import default_model_path, load_model
 
     device = resolve(device)
-    result = load_model(model).evaluate(list(files), encoding_errors=encoding_errors, device=device)
+    result = load_model(model or default_model_path()).evaluate(list(files), encoding_errors=encoding_errors, device=device)
     sys.stdout.write((report.eval_json(result) if json else report.eval_line(result)) + "\n")
 
 
-@app.command()
+@app.command(epilog=cli_text.INFO)
 def info(
     model: Annotated[Path, typer.Argument(help="Checkpoint to describe.")] = Path("charrnn.npz"),
     json: Json = False,
@@ -361,6 +368,31 @@ def info(
         sys.stdout.write(report.to_json(details) + "\n")
     else:
         report.print_info(details)
+
+
+@app.command(epilog=cli_text.PLOT)
+def plot(
+    runs: Annotated[list[str], typer.Argument(help="Checkpoints or --log files; several are overlaid.", show_default=False)],
+    x: Annotated[str, typer.Option("--x", help="steps or seconds (of training) along the x axis.")] = "steps",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", show_default=False, help=(
+        "Write an image instead, .png or .svg (needs matplotlib: pip install 'charrnn[plot]').")) ] = None,
+    width: Annotated[int, typer.Option(help="Terminal chart width in columns (0: the terminal's).")] = 0,
+    height: Annotated[int, typer.Option(help="Terminal chart height in rows (0: the terminal's, at most 30).")] = 0,
+):
+    """Draw training and validation loss curves, in bits per character, against steps or seconds."""
+    from charrnn.errors import UsageError
+    from charrnn.plot import AXES, curves, read_run, terminal_chart, write_image
+
+    if x not in AXES:
+        raise UsageError(f"--x must be one of {', '.join(AXES)} (got {x!r})")
+    if width < 0 or height < 0:
+        raise UsageError("--width and --height must be positive (or 0: the terminal's)")
+    lines = curves([read_run(path) for path in runs], x)
+    if output is not None:
+        return write_image(lines, output, x)
+    columns, rows = os.get_terminal_size(sys.stdout.fileno()) if sys.stdout.isatty() else (100, 30)
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(terminal_chart(lines, x, width or columns, height or min(rows - 2, 30), color) + "\n")
 
 
 def main():

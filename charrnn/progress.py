@@ -102,6 +102,13 @@ class TrainingReporter:
     def _save(self, info):
         pass  # the summary names the checkpoints; a line per save would drown the progress
 
+    def _sample(self, info):
+        """An indented block above the live display (or between the plain lines)."""
+        lines = info["text"].split("\n")
+        block = "\n".join("    " + line for line in lines)
+        console = self.progress.console if self.progress is not None else self.console
+        console.print(f"sample at step {info['step']:,}:\n{block}", highlight=False, soft_wrap=True, markup=False)
+
 
 def summary_line(result):
     """One line describing a finished run."""

@@ -88,6 +88,48 @@ def _after(first, chunks):
     yield from chunks
 
 
+LATEST = Path("charrnn.npz")  # what `charrnn train` writes without --out
+
+
+def default_model_path(latest=LATEST):
+    """The checkpoint `charrnn sample` and `eval` use without --model: the best-validated state of
+    the last run (<stem>.best.npz), which a long run's latest state may have overfit past, when it
+    belongs to the same run as `latest` (the same corpus, model and seed, at a step not after its);
+    else `latest`. A best file left by an earlier, other run is passed over."""
+    latest = Path(latest)
+    best = latest.with_name(latest.name.removesuffix(".npz") + ".best.npz")
+    mine = _peek_meta(best)
+    if mine is None:
+        return latest
+    if not latest.exists():
+        return best
+    return best if _same_run(mine, _peek_meta(latest)) else latest
+
+
+def _same_run(best, latest):
+    """Whether a best file's meta is an earlier state of the run whose latest state is `latest`."""
+    if latest is None or not all(isinstance(m.get("step"), int) for m in (best, latest)):
+        return False
+    key = lambda m: (m.get("model"), m.get("lines"), (m.get("corpus") or {}).get("fingerprint"),  # noqa: E731
+                     (m.get("train") or {}).get("seed"))  # fmt: skip
+    return key(best) == key(latest) and best["step"] <= latest["step"]
+
+
+def _peek_meta(path):
+    """A checkpoint's meta dict, reading only that member (None when it cannot be read: the full,
+    validated load then says why)."""
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"][()]))
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not a candidate
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def load_model(path):
     """Model from a checkpoint (validated; CheckpointError on any problem)."""
     ckpt = load_checkpoint(path)

@@ -13,9 +13,11 @@ differ from a one-device run by float rounding only). meta "device" records wher
 Events passed to `report(kind, info)`:
     "start"    info: params, train_tokens, val_tokens, windows_per_epoch, total_steps (None: time-bound),
                start_step (0, or the step a resumed run continues from), last_val_loss (None or a resumed one)
-    "step"     info: step, total_steps, epoch, loss, chars_per_s, elapsed, eta (seconds or None)
+    "step"     info: step, total_steps, epoch, loss, chars_per_s, elapsed, eta (seconds or None),
+               grad_norm (before clipping), lr (the rate of this step)
     "eval"     info: step, val_loss, best_val_loss, improved
     "save"     info: step, path, best (bool)
+    "sample"   info: step, text (the prime and the sample; only with `live`)
 """
 
 import math
@@ -33,6 +35,8 @@ from charrnn.checkpoint import Checkpoint, remove_temp_files, save_checkpoint
 from charrnn.config import FROM_CHECKPOINT, TrainConfig, flag, plan_steps
 from charrnn.device import resolve_device
 from charrnn.errors import CharrnnError, CheckpointError, UsageError
+from charrnn.history import History
+from charrnn.lock import writing
 from charrnn.optim import Optimizer
 from charrnn.params import FlatParams, init_params
 from charrnn.schedule import Schedule
@@ -90,11 +94,13 @@ class _Run:
         self.state = np.zeros(self.arch.state_shape(cfg.batch), np.float32)  # (L, S, B, H) carried across windows
         self.workers = None  # CPU worker threads, set once the steps exist (None on CUDA)
         self.total = None
+        self.elapsed = 0.0  # seconds this run has trained
         if resume is None:
             self.params = init_params(self.arch, self.rng)
             self.opt = Optimizer(cfg.optimizer, self.params, cfg.weight_decay)
             self.step = 0
             self.best_val_loss = self.last_val_loss = None
+            self.history = History()
             self.data_origin = 0  # the step at which the current corpus started
             self.epoch_origin = 0  # epochs of learning-rate decay done before that
         else:
@@ -104,6 +110,7 @@ class _Run:
             self.opt.load_state(ckpt.state, meta["optimizer_updates"])
             self.rng.bit_generator.state = meta["rng"]
             self.step = meta["step"]
+            self.history = History(ckpt.state, meta)
             self.best_val_loss, self.last_val_loss = meta["best_val_loss"], meta.get("last_val_loss")
             self.data_origin, self.epoch_origin = meta.get("data_origin", 0), meta.get("epoch_origin", 0)
             if same_corpus:
@@ -150,22 +157,29 @@ class _Run:
             "optimizer_updates": self.opt.updates,
             "rng": self.rng.bit_generator.state,
             "charrnn_version": __version__,
+            **self.history.meta(self.elapsed),
         }
-        state = dict(self.opt.state_arrays(), h_carry=self.state.copy())
+        state = dict(self.opt.state_arrays(), h_carry=self.state.copy(), **self.history.arrays())
         return Checkpoint(params=self.params.as_dict(), vocab=list(vocab.tokens), meta=meta, state=state)
 
 
 def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info: None, should_stop=lambda: False,
-          resume=None, device="cpu"):  # fmt: skip
+          resume=None, device="cpu", live=None):  # fmt: skip
     """Train a model on corpus (charrnn.corpus.Corpus) and checkpoint it to `out`.
 
     resume: a Resume (`load_resume`) to continue instead of starting afresh; then cfg comes from
     `resume_config` and the corpus must be encoded with the checkpoint's vocabulary (and be the
     checkpoint's corpus, unless resume.force). It may have been trained on either device.
     device: "cpu", "cuda" or "auto" (charrnn.device.resolve_device); cfg.threads applies to the CPU.
+    live: charrnn.live.LiveSamples, samples reported as "sample" events while training (None: none).
     """
     device = resolve_device(device)
     check_writable(out)
+    with writing(out):  # a second run on the same `out` is refused, naming this one's process
+        return _train(corpus, cfg, out, report, should_stop, resume, device, live)
+
+
+def _train(corpus, cfg, out, report, should_stop, resume, device, live):
     same_corpus = True
     if resume is not None:
         same_corpus = corpus_matches(resume, corpus)
@@ -188,6 +202,11 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
             f"the corpus gives {per_epoch:,}"
         )
     run = _Run(corpus, cfg, resume, same_corpus, device)
+    sampler = None
+    if live is not None and live.every:
+        from charrnn.live import LiveSampler
+
+        sampler = LiveSampler(live, run.params, corpus.vocab, cfg.lines, cfg.seed)
     total = run.total = plan_steps(cfg, per_epoch, run.step)
     # The schedule spans the run on this corpus: a resume within its plan gets the same rates,
     # a longer one stretches the cosine, and fine-tuning on another corpus starts a new one.
@@ -212,7 +231,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
         steps = make_steps(device, run, T, B, streams)
         try:
             run.workers = steps.workers
-            stopped_early, rate, has_best = _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume)
+            stopped_early, rate, has_best = _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume, sampler)
         finally:
             steps.close()
     return TrainResult(
@@ -227,7 +246,7 @@ def train(corpus, cfg: TrainConfig, out="charrnn.npz", report=lambda kind, info:
     )
 
 
-def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume):
+def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume, sampler):
     cfg = run.cfg
     T, B = cfg.seq, cfg.batch
     start_time = time.perf_counter()
@@ -268,6 +287,7 @@ def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_s
             raise diverged(run.step, f"validation loss {loss}")
         improved = run.best_val_loss is None or loss < run.best_val_loss
         run.last_val_loss = loss
+        run.history.validation(run.step, run.elapsed, loss)
         if improved:
             run.best_val_loss = loss
         report("eval", dict(step=run.step, val_loss=loss, best_val_loss=run.best_val_loss, improved=improved))
@@ -285,20 +305,26 @@ def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_s
 
         now = time.perf_counter()
         rate = speed.add(now, T * B)
-        elapsed = now - start_time
+        elapsed = run.elapsed = now - start_time
+        run.history.step(run.step, elapsed, loss)
         eta = None
         if rate > 0:
             left = [] if total is None else [(total - run.step) * T * B / rate]
             if cfg.time_limit is not None:
                 left.append(max(0.0, cfg.time_limit - elapsed))
             eta = min(left) if left else None
-        report("step", dict(step=run.step, total_steps=total, epoch=run.epochs_done(per_epoch), loss=loss, chars_per_s=rate, elapsed=elapsed, eta=eta))
+        report("step", dict(step=run.step, total_steps=total, epoch=run.epochs_done(per_epoch), loss=loss, chars_per_s=rate,
+                            elapsed=elapsed, eta=eta, grad_norm=norm, lr=lr))  # fmt: skip
 
         improved = False
         if len(val_ids) and run.step % cfg.eval_every == 0:
             improved = evaluate()
         if improved or run.step % cfg.save_every == 0:
             saved_step = save(best=improved)
+        if sampler is not None and sampler.live.due(run.step):
+            with speed.paused():
+                steps.to_host()  # the weights it reads (a no-op on the CPU)
+                report("sample", dict(step=run.step, text=sampler.text(run.step)))
         if cfg.time_limit is not None and elapsed >= cfg.time_limit:
             break
         if should_stop():

@@ -124,7 +124,9 @@ def test_resume_gives_the_old_codes_arrays(resumed):
     for key in ("best_val_loss", "last_val_loss"):
         assert meta[key] == pytest.approx(old_meta[key], rel=1e-6), key
     want = RECORD["resume"]["arrays"]
-    assert sorted(new_name(n) for n in want) == sorted(set(arrays) - {"meta", "vocab"})
+    # the same arrays, and the loss history a resume starts (version 1 kept none)
+    assert sorted(new_name(n) for n in want) == sorted(set(arrays) - {"meta", "vocab", "history.train", "history.val"})
+    assert arrays["history.val"][-1, 0] == meta["step"] and arrays["history.val"][-1, 2] == np.float32(meta["last_val_loss"])
     assert arrays["h_carry"].shape == (1, 1, B, H)
     for old, rec in want.items():
         arr = arrays[new_name(old)]
