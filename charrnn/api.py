@@ -13,11 +13,11 @@ prints; warnings (characters a model does not know) are charrnn.CharrnnWarning t
 import warnings
 from pathlib import Path
 
-from charrnn.errors import CharrnnWarning, UsageError
+from charrnn.errors import UsageError, unknown_warning
 
-# The stop conditions and run settings that are not part of charrnn.config.TrainConfig's model and
-# data settings: their Python names, and TrainConfig's for them.
-_RUN_NAMES = {"steps": "steps", "epochs": "epochs", "time": "time_limit", "threads": "threads"}
+# The stop conditions and run settings, besides charrnn.config.FROM_CHECKPOINT: for the message
+# naming every setting.
+_RUN_NAMES = ("steps", "epochs", "time", "threads")
 
 
 def _paths(corpus):
@@ -42,19 +42,9 @@ def _settings(settings):
     unknown = sorted(set(settings) - set(FROM_CHECKPOINT))
     if unknown:
         raise UsageError(
-            f"unknown setting {unknown[0]!r}; the settings are {', '.join(sorted(FROM_CHECKPOINT + tuple(_RUN_NAMES)))}"
+            f"unknown setting {unknown[0]!r}; the settings are {', '.join(sorted(FROM_CHECKPOINT + _RUN_NAMES))}"
         )  # fmt: skip
     return settings
-
-
-def _warn(message):
-    warnings.warn(CharrnnWarning(message), stacklevel=3)
-
-
-def _listing(chars, most=40):
-    """'a', 'b', ... for a warning: at most `most` characters, then how many more."""
-    shown = ", ".join(map(repr, chars[:most]))
-    return shown if len(chars) <= most else f"{shown} and {len(chars) - most:,} more"
 
 
 def _read(paths, text, *, lines, encoding_errors, min_count=1, vocab=None):
@@ -145,7 +135,7 @@ def _run(paths, text, cfg, out, resumed, encoding_errors, on_event, should_stop,
     if resumed is not None:
         names = "<text>" if paths is None else ", ".join("<stdin>" if c == "-" else c for c in paths)
         if not check(resumed, loaded, names) and loaded.unknown:
-            _warn(f"not in the model's vocabulary, read as <unk>: {_listing(loaded.unknown)}")
+            warnings.warn(unknown_warning(loaded.unknown, most=40), stacklevel=3)  # a corpus may hold thousands
     report = on_event or (lambda kind, info: None)
     runlog = None
     if log[0] is not None:

@@ -18,7 +18,6 @@ from charrnn import cli_text
 from charrnn.errors import CharrnnWarning
 
 
-
 def error_line(message):
     sys.stderr.write(f"charrnn: error: {message}\n")
 

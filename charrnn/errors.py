@@ -27,3 +27,12 @@ class CheckpointError(CharrnnError):
 class CharrnnWarning(UserWarning):
     """Something the user should know that does not stop the work (characters a model lacks).
     The library issues it through `warnings`; the CLI prints it as one line."""
+
+
+def unknown_warning(chars, where="not in the model's vocabulary", most=None):
+    """The warning for characters read as <unk>: each one's repr, or the first `most` of them and
+    how many more."""
+    shown = ", ".join(map(repr, chars[:most]))
+    if most is not None and len(chars) > most:
+        shown += f" and {len(chars) - most:,} more"
+    return CharrnnWarning(f"{where}, read as <unk>: {shown}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.errors import CharrnnWarning, UsageError
+from charrnn.errors import UsageError, unknown_warning
 from charrnn.sample import encode_prime, generate
 from charrnn.trained import Model
 
@@ -45,7 +45,7 @@ class LiveSampler:
         self.model = Model(params=params, vocab=vocab, meta={"lines": lines})
         self.prime, unknown = encode_prime(vocab, live.prime, lines)
         if unknown:
-            warnings.warn(CharrnnWarning(f"--sample-prime: not in the vocabulary, read as <unk>: {', '.join(map(repr, unknown))}"), stacklevel=2)
+            warnings.warn(unknown_warning(unknown, "--sample-prime: not in the vocabulary"), stacklevel=2)
 
     def text(self, step):
         """The prime and `length` characters (a --lines model: one record at most) at `step`."""

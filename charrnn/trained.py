@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.errors import CharrnnWarning, UsageError
+from charrnn.errors import UsageError, unknown_warning
 from charrnn.params import FlatParams
 from charrnn.vocab import Vocab
 
@@ -56,7 +56,7 @@ class Model:
             raise UsageError(f"prime must be a str (got {type(prime).__name__})")
         ids, unknown = encode_prime(self.vocab, prime, self.lines)
         if unknown:
-            warnings.warn(CharrnnWarning(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}"), stacklevel=2)
+            warnings.warn(unknown_warning(unknown), stacklevel=2)
         chunks = generate(self, ids, length, temperature, top_k, rng, device, top_p=top_p, until_eos=until_eos, stop=stops)
         return _after(prime if prime_echo else "", chunks)
 
@@ -78,7 +78,7 @@ class Model:
             sources = [str(p) for p in text_or_paths]
         result, unknown = evaluate_files(self, sources, encoding_errors, device=device)
         if unknown:
-            warnings.warn(CharrnnWarning(f"not in the model's vocabulary, read as <unk>: {', '.join(map(repr, unknown))}"), stacklevel=2)
+            warnings.warn(unknown_warning(unknown), stacklevel=2)
         return result
 
 
@@ -91,13 +91,20 @@ def _after(first, chunks):
 LATEST = Path("charrnn.npz")  # what `charrnn train` writes without --out
 
 
+def best_path(out):
+    """`model.npz` -> `model.best.npz`: where training keeps the best-validated state."""
+    out = Path(out)
+    stem = out.name[: -len(".npz")] if out.name.endswith(".npz") else out.name
+    return str(out.with_name(stem + ".best.npz"))
+
+
 def default_model_path(latest=LATEST):
     """The checkpoint `charrnn sample` and `eval` use without --model: the best-validated state of
     the last run (<stem>.best.npz), which a long run's latest state may have overfit past, when it
     belongs to the same run as `latest` (the same corpus, model and seed, at a step not after its);
     else `latest`. A best file left by an earlier, other run is passed over."""
     latest = Path(latest)
-    best = latest.with_name(latest.name.removesuffix(".npz") + ".best.npz")
+    best = Path(best_path(latest))
     mine = _peek_meta(best)
     if mine is None:
         return latest

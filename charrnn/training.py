@@ -42,6 +42,7 @@ from charrnn.params import FlatParams, init_params
 from charrnn.schedule import Schedule
 from charrnn.resuming import corpus_matches
 from charrnn.threads import compute_threads
+from charrnn.trained import best_path
 from charrnn.train_steps import make_steps
 from charrnn.vocab import EOS_ID, UNK_ID
 
@@ -62,13 +63,6 @@ class TrainResult:
 
     def as_dict(self):
         return asdict(self)
-
-
-def best_path(out):
-    """`model.npz` -> `model.best.npz`."""
-    out = Path(out)
-    stem = out.name[: -len(".npz")] if out.name.endswith(".npz") else out.name
-    return str(out.with_name(stem + ".best.npz"))
 
 
 def check_writable(out):

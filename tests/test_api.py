@@ -11,17 +11,9 @@ import numpy as np
 import pytest
 
 import charrnn
-from test_cli import CORPUS, TINY, cli, ok
-
-SETTINGS = dict(hidden=16, seq=8, batch=4, eval_every=10)
+from test_cli import API_TINY, CORPUS, TINY, cli, corpus, in_tmp, ok  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
 
 
-@pytest.fixture
-def corpus(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "corpus.txt"
-    path.write_text(CORPUS, encoding="utf-8")
-    return path
 
 
 def test_import_charrnn_loads_neither_numpy_nor_numba():
@@ -31,7 +23,7 @@ def test_import_charrnn_loads_neither_numpy_nor_numba():
 
 
 def test_train_load_sample_and_evaluate_give_what_the_commands_give(corpus):
-    result = charrnn.train(corpus, "api.npz", steps=30, **SETTINGS)
+    result = charrnn.train(corpus, "api.npz", steps=30, **API_TINY)
     assert isinstance(result, charrnn.TrainResult)
     assert (result.steps, result.checkpoint, result.stopped_early) == (30, "api.npz", False)
     assert result.corpus_paths == (str(corpus.resolve()),)
@@ -57,22 +49,22 @@ def test_train_load_sample_and_evaluate_give_what_the_commands_give(corpus):
 
 
 def test_text_instead_of_a_file_and_a_list_of_files(corpus):
-    from_text = charrnn.train(text=CORPUS, out="text.npz", steps=5, **SETTINGS)
+    from_text = charrnn.train(text=CORPUS, out="text.npz", steps=5, **API_TINY)
     assert from_text.corpus_paths is None
     halves = [Path("a.txt"), Path("b.txt")]
     halves[0].write_text(CORPUS[:3000], encoding="utf-8")
     halves[1].write_text(CORPUS[3000:], encoding="utf-8")
-    both = charrnn.train(halves, "two.npz", steps=5, **SETTINGS)
+    both = charrnn.train(halves, "two.npz", steps=5, **API_TINY)
     assert len(both.corpus_paths) == 2
     assert charrnn.load("two.npz").info()["corpus"]["chars"] == len(CORPUS)  # each file a record
-    charrnn.train(corpus, "file.npz", steps=5, **SETTINGS)
+    charrnn.train(corpus, "file.npz", steps=5, **API_TINY)
     a, b = (np.load(p, allow_pickle=False) for p in ("text.npz", "file.npz"))
     assert np.array_equal(a["weight_out"], b["weight_out"])  # the same text as a file: the same run
 
 
 def test_resume_continues_bitwise_and_refuses_a_changed_setting(corpus):
-    charrnn.train(corpus, "one.npz", steps=20, **SETTINGS)
-    charrnn.train(corpus, "two.npz", steps=10, **SETTINGS)
+    charrnn.train(corpus, "one.npz", steps=20, **API_TINY)
+    charrnn.train(corpus, "two.npz", steps=10, **API_TINY)
     assert charrnn.resume("two.npz", steps=10).steps == 20
     one, two = (np.load(p, allow_pickle=False) for p in ("one.npz", "two.npz"))
     assert all(np.array_equal(one[k], two[k]) for k in one.files if k.startswith(("weight", "bias")))
@@ -101,7 +93,7 @@ def test_mistakes_raise_charrnn_errors_with_the_commands_message(corpus):
 
 
 def test_sampling_mistakes_are_caught_at_the_call_not_at_the_first_piece(corpus):
-    charrnn.train(corpus, "m.npz", steps=3, **SETTINGS)
+    charrnn.train(corpus, "m.npz", steps=3, **API_TINY)
     model = charrnn.load("m.npz")
     for bad in (dict(temperature=-1), dict(top_p=0), dict(length=-1), dict(stop=[""])):
         with pytest.raises(charrnn.UsageError):
@@ -109,7 +101,7 @@ def test_sampling_mistakes_are_caught_at_the_call_not_at_the_first_piece(corpus)
 
 
 def test_characters_the_model_lacks_are_a_charrnn_warning(corpus):
-    charrnn.train(corpus, "m.npz", steps=3, **SETTINGS)
+    charrnn.train(corpus, "m.npz", steps=3, **API_TINY)
     model = charrnn.load("m.npz")
     with pytest.warns(charrnn.CharrnnWarning, match=r"not in the model's vocabulary, read as <unk>: 'Z'"):
         model.sample("Zebra", length=5, seed=0)
@@ -119,7 +111,7 @@ def test_characters_the_model_lacks_are_a_charrnn_warning(corpus):
 
 
 def test_settings_and_info_describe_the_run(corpus):
-    charrnn.train(corpus, "m.npz", steps=3, cell="gru", **SETTINGS)
+    charrnn.train(corpus, "m.npz", steps=3, cell="gru", **API_TINY)
     model = charrnn.load("m.npz")
     assert model.settings["cell"] == "gru" and model.settings["hidden"] == 16 and model.settings["steps"] == 3
     info = model.info()

@@ -13,6 +13,7 @@ import math
 import re
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -26,6 +27,7 @@ CORPUS = (
     + "is it the cat or the dog? the bird flew by; we all saw it!\n" * 5
 )
 TINY = ["--hidden", "16", "--seq", "8", "--batch", "4", "--steps", "30", "--eval-every", "10"]
+API_TINY = dict(hidden=16, seq=8, batch=4, eval_every=10)  # TINY for charrnn.train, but the steps
 NAMES = [
     "anna", "bert", "carla", "dmitri", "elise", "farid", "greta", "hugo", "ines", "jonas",
     "karin", "lars", "maria", "nils", "olga", "pavel", "quinn", "rosa", "sven", "tilda",
@@ -87,6 +89,12 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
     return tmp_path
+
+
+@pytest.fixture
+def corpus(in_tmp):
+    """in_tmp's corpus.txt, as a path relative to the test's folder (import in_tmp with it)."""
+    return Path("corpus.txt")
 
 
 @pytest.fixture(scope="module")

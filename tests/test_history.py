@@ -9,22 +9,15 @@ import charrnn
 import charrnn.history as history_module
 from charrnn.checkpoint import load_checkpoint
 from charrnn.history import History
-from test_cli import CORPUS
-
-SETTINGS = dict(hidden=16, seq=8, batch=4, eval_every=10)
+from test_cli import API_TINY, corpus, in_tmp  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
 
 
-@pytest.fixture
-def corpus(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    return "corpus.txt"
 
 
 def test_a_checkpoint_holds_the_train_and_validation_curves(corpus):
     losses, vals = [], []
     record = lambda kind, info: (losses if kind == "step" else vals).append(info) if kind in ("step", "eval") else None  # noqa: E731
-    charrnn.train(corpus, "m.npz", steps=35, on_event=record, **SETTINGS)
+    charrnn.train(corpus, "m.npz", steps=35, on_event=record, **API_TINY)
     ckpt = load_checkpoint("m.npz")
     train, val = ckpt.state["history.train"], ckpt.state["history.val"]
     assert train.dtype == val.dtype == np.float32 and train.shape == (3, 3)
@@ -53,7 +46,7 @@ def test_a_long_history_is_halved_and_its_interval_doubles(monkeypatch):
 
 @pytest.mark.parametrize("shape", [(4,), (4, 2), (2, 3, 1)])
 def test_a_history_of_the_wrong_shape_is_one_line(corpus, shape):
-    charrnn.train(corpus, "m.npz", steps=10, **SETTINGS)
+    charrnn.train(corpus, "m.npz", steps=10, **API_TINY)
     arrays = dict(np.load("m.npz", allow_pickle=False))
     arrays["history.val"] = np.zeros(shape, np.float32)
     np.savez("bad.npz", **arrays)

@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 
 import charrnn
-from test_cli import CORPUS, TINY, assert_error, cli, ok
-
-SETTINGS = dict(hidden=16, seq=8, batch=4, eval_every=10)
+from test_cli import API_TINY, TINY, assert_error, cli, corpus, in_tmp, ok  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
 
 
-@pytest.fixture
-def corpus(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    return "corpus.txt"
 
 
 def weights(path):
@@ -31,7 +24,7 @@ def samples_of(**run):
 
 @pytest.mark.parametrize("cell, dropout", [("rnn", 0.0), ("lstm", 0.3)])
 def test_a_run_with_live_samples_is_bitwise_the_run_without(corpus, cell, dropout):
-    common = dict(corpus=corpus, steps=30, cell=cell, dropout=dropout, **SETTINGS)
+    common = dict(corpus=corpus, steps=30, cell=cell, dropout=dropout, **API_TINY)
     _, none = samples_of(out="plain.npz", **common)
     _, seen = samples_of(out="live.npz", sample_every=7, sample_length=40, sample_prime="the ", **common)
     assert none == [] and [s["step"] for s in seen] == [7, 14, 21, 28]
@@ -41,8 +34,8 @@ def test_a_run_with_live_samples_is_bitwise_the_run_without(corpus, cell, dropou
 
 
 def test_the_sample_at_a_step_is_the_same_after_a_resume_and_at_another_thread_count(corpus):
-    _, whole = samples_of(corpus=corpus, out="one.npz", steps=20, sample_every=10, threads=1, **SETTINGS)
-    samples_of(corpus=corpus, out="two.npz", steps=10, threads=2, **SETTINGS)
+    _, whole = samples_of(corpus=corpus, out="one.npz", steps=20, sample_every=10, threads=1, **API_TINY)
+    samples_of(corpus=corpus, out="two.npz", steps=10, threads=2, **API_TINY)
     later = []
     charrnn.resume("two.npz", steps=10, sample_every=10, on_event=lambda k, i: later.append(i) if k == "sample" else None)
     assert whole[1] == later[0] and later[0]["step"] == 20

@@ -5,13 +5,12 @@ import sys
 import numpy as np
 import pytest
 
-from test_cli import CORPUS, TINY, assert_error, cli, ok
+from test_cli import TINY, assert_error, cli, in_tmp, ok  # noqa: F401 (in_tmp: autouse)
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+def runs(in_tmp):
+    tmp_path = in_tmp
     ok("train", "corpus.txt", "-o", "a.npz", *TINY, "--log", "a.jsonl", "--sample-every", "0")
     ok("train", "corpus.txt", "-o", "b.npz", *TINY, "--cell", "gru", "--sample-every", "0")
     return tmp_path

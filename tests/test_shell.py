@@ -16,16 +16,10 @@ import charrnn.cli
 from charrnn import __version__
 from charrnn.cli_text import EXIT_CODES
 from charrnn.lock import lock_path, writing
-from test_cli import CORPUS, TINY, assert_error, cli, ok
+from test_cli import TINY, assert_error, cli, corpus, in_tmp, ok  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
 
 COMMANDS = ("vocab", "train", "sample", "eval", "info")
 
-
-@pytest.fixture
-def corpus(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    return "corpus.txt"
 
 
 def test_version():
@@ -62,7 +56,7 @@ def colours(text):
 @pytest.mark.parametrize("no_color", [False, True])
 def test_no_color_is_honoured_on_a_terminal(corpus, no_color):
     runner = CliRunner(env={"FORCE_COLOR": "1", "NO_COLOR": "1" if no_color else None, "COLUMNS": "160"})
-    result = runner.invoke(charrnn.cli.app, ["train", corpus, "-o", "m.npz", *TINY])
+    result = runner.invoke(charrnn.cli.app, ["train", str(corpus), "-o", "m.npz", *TINY])
     assert result.exit_code == 0, result.stderr
     assert "trained 30 steps" in result.stderr
     assert bool(colours(result.stderr)) is not no_color  # colour on a forced terminal, none with NO_COLOR
