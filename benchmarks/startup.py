@@ -3,7 +3,7 @@
     python benchmarks/startup.py                 # H = 512, 15 fresh processes
     python benchmarks/startup.py --hidden 64 --runs 30
 
-A checkpoint of hidden size H is trained for 3 steps on corpora/lighthouse.txt in a temporary folder,
+A checkpoint of hidden size H is trained for 3 steps on charrnn/corpora/lighthouse.txt in a temporary folder,
 with its own numba cache, warmed by one run of the command. Then each run is a fresh Python process
 that takes the command's own path (charrnn.cli's sample) one stage at a time, stamping the clock
 after each; the parent stamps the spawn and the exit. The table gives each stage's fastest and median
@@ -73,7 +73,7 @@ def main():
         env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "numba"), CHARRNN_CACHE_DIR=str(Path(tmp) / "corpora"))
         env.pop("CHARRNN_DEVICE", None)
         ckpt = str(Path(tmp) / "model.npz")
-        train = ["train", str(REPO / "corpora" / "lighthouse.txt"), "--hidden", str(args.hidden), "--steps", "3",
+        train = ["train", str(REPO / "charrnn" / "corpora" / "lighthouse.txt"), "--hidden", str(args.hidden), "--steps", "3",
                  "--out", ckpt, "-q"]  # fmt: skip
         command = charrnn_command() + ["sample", "-m", ckpt, "--length", "200", "--seed", "0"]
         subprocess.run(charrnn_command() + train, env=env, check=True)

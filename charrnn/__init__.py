@@ -21,6 +21,7 @@ _LAZY = {
     "Vocab": "charrnn.vocab",
     "TrainResult": "charrnn.training",
     "EvalResult": "charrnn.evaluate",
+    "get_corpus": "charrnn.catalogue",
 }
 
 __all__ = ["CharrnnError", "CharrnnWarning", "CheckpointError", "CorpusError", "UsageError", "__version__", *_LAZY]

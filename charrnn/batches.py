@@ -7,7 +7,6 @@ row r of window k, which is why the hidden state can be carried across windows.
 Targets are the inputs shifted by one step.
 """
 
-import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 

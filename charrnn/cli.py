@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from charrnn import cli_text
+from charrnn.cli_corpus import corpus_app
 from charrnn.errors import CharrnnWarning
 
 
@@ -87,6 +88,7 @@ app = typer.Typer(
     help="Train character-level RNN language models on any text, and generate text from them.",
     epilog=cli_text.MAIN,
 )
+app.add_typer(corpus_app, name="corpus")
 
 
 def _version(value: bool):

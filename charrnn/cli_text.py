@@ -38,3 +38,9 @@ SAMPLE = examples(
 EVAL = examples("charrnn eval test.txt", "charrnn eval -m charrnn.best.npz test.txt --json")
 INFO = examples("charrnn info charrnn.npz", "charrnn info --devices")
 PLOT = examples("charrnn plot charrnn.npz", "charrnn plot a.npz b.jsonl --x seconds --output runs.png")
+CORPUS = examples("charrnn corpus list", "charrnn train \"$(charrnn corpus get tinyshakespeare)\" --time 600")
+CORPUS_LIST = examples("charrnn corpus list", "charrnn corpus list --json")
+CORPUS_GET = examples(
+    "charrnn corpus get tinyshakespeare",
+    "CHARRNN_CORPUS_MIRROR=http://127.0.0.1:8000 charrnn corpus get tinyshakespeare",
+)

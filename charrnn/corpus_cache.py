@@ -17,17 +17,10 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from charrnn.corpus import Corpus, load_corpus, open_sources, source_paths
+from charrnn.paths import corpus_folder
 from charrnn.vocab import Vocab
 
 CACHE_VERSION = 1
-
-
-def cache_folder():
-    """$CHARRNN_CACHE_DIR, else $XDG_CACHE_HOME/charrnn/corpora, else ~/.cache/charrnn/corpora."""
-    if os.environ.get("CHARRNN_CACHE_DIR"):
-        return Path(os.environ["CHARRNN_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "charrnn" / "corpora"
 
 
 def _identity(sources, settings):
@@ -54,7 +47,7 @@ def load_corpus_cached(paths, *, lines=False, encoding_errors="strict", min_coun
         settings["vocab"] = vocab
     if any(source.path is None for source in sources):
         return load_corpus(sources, **settings)
-    folder = Path(folder) if folder is not None else cache_folder()
+    folder = Path(folder) if folder is not None else corpus_folder()
     try:
         key, realpaths, files = _identity(sources, settings)
         folder.mkdir(parents=True, exist_ok=True)

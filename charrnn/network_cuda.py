@@ -34,7 +34,7 @@ class DeviceWorkspace:
     with the views the launches take made once (numba-cuda spends tens of microseconds on each)."""
 
     def __init__(self, arch, T, B):
-        G, H, V, L, S = arch.gates, arch.hidden, arch.vocab_size, arch.layers, arch.states
+        G, H, V, L = arch.gates, arch.hidden, arch.vocab_size, arch.layers
         N = T * B
         if K.blocks(N, K.TILE) > 65535:  # the products over positions put N on the grid's y axis
             raise ValueError(f"a window of T*B = {N} positions is more than {65535 * K.TILE}; lower --seq or --batch")

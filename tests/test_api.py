@@ -126,10 +126,6 @@ def readme_example():
 
 
 def test_the_readme_example_runs_as_written(tmp_path):
-    (tmp_path / "corpora").mkdir()
-    (tmp_path / "corpora" / "lighthouse.txt").write_text(
-        (Path(__file__).resolve().parents[1] / "corpora" / "lighthouse.txt").read_text(encoding="utf-8"), encoding="utf-8"
-    )
     code = readme_example()
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -1,7 +1,8 @@
 """One decorator for every CPU kernel: numba's njit with an on-disk cache that never breaks import.
 
-Compiled kernels are cached in NUMBA_CACHE_DIR when it is set, else in the user cache folder
-($XDG_CACHE_HOME/numba or ~/.cache/numba), never next to the package (numba's own first choice):
+Compiled kernels are cached in NUMBA_CACHE_DIR when it is set, else in charrnn's own folder of the
+user cache (charrnn.paths.kernel_folder(): ~/.cache/charrnn/kernels on Linux), never next to the
+package (numba's own first choice):
 files there that pip does not know of outlive `pip uninstall`, and the charrnn/ folder they keep
 would then shadow a later install as an empty namespace package. When no folder is writable,
 making the cache raises RuntimeError; we then compile in memory instead, which only costs start-up.
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numba
 from numba.core import caching
+
+from charrnn.paths import kernel_folder
 
 # Floating-point freedoms that speed up reductions but keep NaN/inf semantics (no 'nnan'/'ninf'),
 # so non-finite losses and gradients are still detected.
@@ -52,8 +55,24 @@ def _numba_locator(name):
     return getattr(caching, name, None) or getattr(caching, "_" + name)  # older numba: a leading underscore
 
 
+_UserProvided = _numba_locator("UserProvidedCacheLocator")
+
+
+class _CharrnnFolderLocator(_UserProvided):
+    """numba's locator for a given folder, pointed at charrnn's kernel folder instead of NUMBA_CACHE_DIR."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = os.path.join(kernel_folder(), self.get_suitable_cache_subpath(py_file))
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        # skip _UserProvided's "only when NUMBA_CACHE_DIR is set"; keep its "only when the folder can be made"
+        return super(_UserProvided, cls).from_function(py_func, py_file)
+
+
 class _KernelCacheImpl(caching.CompileResultCacheImpl):
-    _locator_classes = [_numba_locator("UserProvidedCacheLocator"), _numba_locator("UserWideCacheLocator")]
+    _locator_classes = [_UserProvided, _CharrnnFolderLocator]
 
 
 class KernelCache(caching.FunctionCache):
