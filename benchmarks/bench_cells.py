@@ -40,6 +40,5 @@ def plan(cell, layers, H, V, steps, warmup, scale, blocks):
 
 
 def model_kwargs(cell, layers):
-    """TrainConfig's model fields of a row: none for the vanilla RNN's rows, which thus also run on
-    a charrnn without cells."""
-    return {} if (cell, layers) == ("rnn", 1) else {"cell": cell, "layers": layers}
+    """TrainConfig's model fields of a row, always spelt out (charrnn train's default cell may change)."""
+    return {"cell": cell, "layers": layers}

@@ -41,10 +41,6 @@ SETTINGS = {
                  weight_decay=0.0, seq=64, batch=32),
 }  # fmt: skip
 COMMON = dict(clip=5.0, val_frac=0.05, eval_every=200)  # charrnn's defaults, passed to both sides
-# The model contract's defaults: a setting at its default is left off the command line, so that the
-# command shows what differs, and a run that uses none of the new settings also runs on a charrnn
-# without them.
-CONTRACT_DEFAULTS = dict(cell="rnn", layers=1, dropout=0.0, lr_schedule="constant", warmup=0, weight_decay=0.0)
 BUSY = 0.5  # a load average above this when the runs begin gets a warning under the table
 SUMMARY = re.compile(r"trained ([\d,]+) steps at ([\d,.]+) chars/s")
 
@@ -84,11 +80,8 @@ def flags(cell, settings):
     values = dict(cell=cell, **settings, **COMMON)
     if values["lr_schedule"] == "constant":
         values.pop("min_lr")  # only the cosine decays to it
-    out = []
-    for name, value in values.items():
-        if CONTRACT_DEFAULTS.get(name, object()) != value:
-            out += ["--" + name.replace("_", "-"), str(value)]
-    return out
+    # every setting, even one at today's default: the defaults of charrnn train may change
+    return [arg for name, value in values.items() for arg in ("--" + name.replace("_", "-"), str(value))]
 
 
 def describe(s):

@@ -73,7 +73,7 @@ def main():
         env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "numba"), CHARRNN_CACHE_DIR=str(Path(tmp) / "corpora"))
         env.pop("CHARRNN_DEVICE", None)
         ckpt = str(Path(tmp) / "model.npz")
-        train = ["train", str(REPO / "charrnn" / "corpora" / "lighthouse.txt"), "--hidden", str(args.hidden), "--steps", "3",
+        train = ["train", str(REPO / "charrnn" / "corpora" / "lighthouse.txt"), "--cell", "rnn", "--hidden", str(args.hidden), "--steps", "3",
                  "--out", ckpt, "-q"]  # fmt: skip
         command = charrnn_command() + ["sample", "-m", ckpt, "--length", "200", "--seed", "0"]
         subprocess.run(charrnn_command() + train, env=env, check=True)

@@ -153,7 +153,18 @@ def _download(entry, url, path, progress):
         raise CorpusError(f"cannot download {entry.name} from {url}: {_reason(err)}") from None
     except OSError as err:
         raise CorpusError(f"cannot write {path}: {err.strerror or err}") from None
+    _readable_as_umask_says(path)
     return path
+
+
+def _readable_as_umask_says(path):
+    """pooch's temporary file is made 0600; a corpus is an ordinary file (0644 under umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        os.chmod(path, 0o666 & ~mask)
+    except OSError:
+        pass  # not ours to change (another user's cache): it is readable to us, which is what counts
 
 
 def _reason(err):

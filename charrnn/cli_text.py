@@ -22,13 +22,13 @@ def examples(*lines):
 
 
 MAIN = _block("Exit codes:", [f"{code:<4} {meaning}" for code, meaning in EXIT_CODES.items()]) + "\n\n" + examples(
-    "charrnn train corpus.txt --cell gru --hidden 512 --time 600",
+    "charrnn train corpus.txt",
     "charrnn sample --prime 'ROMEO:' --temperature 0.8",
 )
 
 VOCAB = examples("charrnn vocab corpus.txt", "cat *.txt | charrnn vocab - --json")
 TRAIN = examples(
-    "charrnn train corpus.txt --cell gru --hidden 512 --dropout 0.2 --time 600",
+    "charrnn train corpus.txt --cell lstm --layers 2 --time 600",
     "charrnn train --resume charrnn.npz --epochs 5",
 )
 SAMPLE = examples(

@@ -11,6 +11,9 @@ SCHEDULES = ("constant", "cosine")
 MAX_LAYERS = 64  # also the most a checkpoint may declare
 DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
 DEFAULT_EPOCHS = 10  # when none of steps / epochs / time_limit is given
+# The model settings of charrnn before they could be chosen: a format-1 checkpoint (a vanilla RNN)
+# records none of them, and it must resume as what it is whatever today's defaults are.
+UNRECORDED = dict(cell="rnn", layers=1, dropout=0.0, lr_schedule="constant", warmup=0, min_lr=None, weight_decay=0.0)
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 10**15
 MAX_SECONDS = 1e12
@@ -29,15 +32,15 @@ def flag(name):
 
 @dataclass
 class TrainConfig:
-    cell: str = "rnn"  # charrnn.cells
+    cell: str = "gru"  # charrnn.cells; the defaults are chosen in the README ("The defaults")
     layers: int = 1  # L
-    hidden: int = 128  # H
-    dropout: float = 0.0  # on every layer's output, in training
+    hidden: int = 512  # H
+    dropout: float = 0.2  # on every layer's output, in training
     seq: int = 64  # T, steps per truncated-BPTT window
     batch: int = 32  # B, contiguous streams
     lr: float | None = None  # None: the optimizer's default
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
-    lr_schedule: str = "constant"  # or "cosine": down to min_lr over the planned steps (or the time limit)
+    lr_schedule: str = "cosine"  # down to min_lr over the planned steps (or the time limit); or "constant"
     warmup: int = 0  # steps of linear warm-up from lr/warmup to lr
     min_lr: float | None = None  # where cosine ends; None: a tenth of the learning rate
     weight_decay: float = 0.0  # decoupled (AdamW), on weights only
@@ -115,8 +118,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data):
+        """The settings a checkpoint recorded; one it lacks is what it was trained with then
+        (UNRECORDED), not today's default."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{**UNRECORDED, **{k: v for k, v in data.items() if k in known}})
 
 
 def plan_steps(cfg, per_epoch, start=0):

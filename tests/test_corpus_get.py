@@ -4,6 +4,7 @@ leave nothing behind."""
 
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -79,7 +80,9 @@ def test_get_downloads_verifies_prints_the_path_and_a_second_get_uses_the_cache(
     first = ok("corpus", "get", "poems")
     path = Path(first.stdout.strip())
     assert first.stdout == f"{tmp_path / 'cache' / 'poems.txt'}\n"
-    assert path.read_bytes() == POEMS
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_bytes() == POEMS and path.stat().st_mode & 0o777 == 0o666 & ~umask  # not pooch's 0600
     assert first.stderr.startswith(f"downloading poems ({len(POEMS):,} bytes) from {server.address}{POEMS_PATH}")
     assert server.hits == [POEMS_PATH]  # the mirror took the public address's place
     again = ok("corpus", "get", "poems")
