@@ -96,8 +96,8 @@ def is_ready(entry):
 def get_corpus(name, *, progress: Optional[Callable[[int, int], None]] = None, catalogue=None):
     """The path of corpus `name`, downloading and verifying it first when it is not cached.
 
-    `progress(received_bytes, total_bytes)` is called as a download goes (total 0 when the server
-    does not say); it is never called when the file is already there.
+    `progress(received_bytes, total_bytes)` is called with (0, the catalogue's size) when a download
+    starts, then as it goes (total 0 when the server does not say); never when the file is here.
     """
     entry = find(name, catalogue)
     path = cached_path(entry)
@@ -139,6 +139,8 @@ def _download(entry, url, path, progress):
     except OSError as err:
         raise CorpusError(f"cannot make the corpus folder {path.parent}: {err.strerror or err}") from None
     downloader = pooch.HTTPDownloader(progressbar=_Progress(progress) if progress else False, timeout=TIMEOUT_S)
+    if progress:
+        progress(0, entry.size)
     try:
         pooch.retrieve(url, known_hash=f"sha256:{entry.sha256}", fname=path.name, path=path.parent,
                        downloader=downloader)  # fmt: skip

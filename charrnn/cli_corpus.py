@@ -44,38 +44,39 @@ def get_corpus(
     from charrnn import catalogue
 
     entry = catalogue.find(name)
-    if entry.url and not catalogue.is_ready(entry) and not quiet:
-        with _download_display(entry, catalogue.address(entry.url)) as progress:
-            path = catalogue.get_corpus(name, progress=progress)
-    else:
-        path = catalogue.get_corpus(name)
+    display = None if quiet or not entry.url else _DownloadDisplay(entry.name, catalogue.address(entry.url))
+    try:
+        path = catalogue.get_corpus(name, progress=display)
+    finally:
+        if display is not None:
+            display.close()
     sys.stdout.write(f"{path}\n")
 
 
-class _download_display:
-    """A progress bar on a terminal; one line saying what is fetched otherwise."""
+class _DownloadDisplay:
+    """The progress callback of a download: a line saying what is fetched, once the download starts,
+    and a progress bar when stderr is a terminal. Nothing at all when the corpus is already here."""
 
-    def __init__(self, entry, url):
-        self.entry, self.url, self.bar = entry, url, None
+    def __init__(self, name, url):
+        self.name, self.url, self.bar = name, url, None
+        self.size = None  # the catalogue's, given by the first call: for servers that do not say
 
-    def __enter__(self):
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    def __call__(self, received, total):
+        if self.size is None:
+            self.size = total
+            sys.stderr.write(f"downloading {self.name} ({total:,} bytes) from {self.url}\n")
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-        sys.stderr.write(f"downloading {self.entry.name} ({self.entry.size:,} bytes) from {self.url}\n")
-        console = Console(stderr=True)
-        if console.is_terminal:
-            self.bar = Progress(TextColumn(self.entry.name), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                                console=console, transient=True)  # fmt: skip
-            self.task = self.bar.add_task("get", total=self.entry.size)
-            self.bar.start()
-        return self.update
-
-    def update(self, received, total):
+            console = Console(stderr=True)
+            if console.is_terminal:
+                self.bar = Progress(TextColumn(self.name), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                    console=console, transient=True)  # fmt: skip
+                self.task = self.bar.add_task("get", total=total)
+                self.bar.start()
         if self.bar is not None:
-            self.bar.update(self.task, completed=received, total=total or self.entry.size)
+            self.bar.update(self.task, completed=received, total=total or self.size)
 
-    def __exit__(self, *exc):
+    def close(self):
         if self.bar is not None:
             self.bar.stop()
-        return False

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from charrnn import catalogue
-from tests.test_cli import assert_error, ok, runner
+from tests.test_cli import assert_error, cli, ok
 
 POEMS = ("the sea is grey and the lamp is lit,\nthe gulls are loud and the boat is late.\n" * 300).encode()
 POEMS_PATH = "/texts/poems.txt"
@@ -102,7 +102,7 @@ def test_progress_reaches_the_size_and_a_damaged_cached_file_is_fetched_again(se
 
 def test_a_wrong_checksum_is_one_line_and_keeps_nothing(server, tmp_path):
     server.files[POEMS_PATH] = POEMS.replace(b"grey", b"blue")
-    result = runner.invoke(charrnn_app(), ["corpus", "get", "poems", "-q"])
+    result = cli("corpus", "get", "poems", "-q")
     assert_error(result, 1, f"the file downloaded from {server.address}{POEMS_PATH} is not poems: its SHA-256 "
                             "differs from the catalogue's, so it was deleted")  # fmt: skip
     assert cache_files(tmp_path) == []
@@ -110,7 +110,7 @@ def test_a_wrong_checksum_is_one_line_and_keeps_nothing(server, tmp_path):
 
 def test_a_download_cut_off_half_way_leaves_no_file(server, tmp_path):
     server.cut.add(POEMS_PATH)
-    result = runner.invoke(charrnn_app(), ["corpus", "get", "poems"])
+    result = cli("corpus", "get", "poems")
     assert result.exit_code == 1
     downloading, error = result.stderr.splitlines()
     assert downloading.startswith("downloading poems")
@@ -123,23 +123,23 @@ def test_a_download_cut_off_half_way_leaves_no_file(server, tmp_path):
 
 def test_offline_missing_file_unknown_name_and_bad_mirror_are_one_line_each(server, tmp_path, monkeypatch):
     del server.files[POEMS_PATH]
-    result = runner.invoke(charrnn_app(), ["corpus", "get", "poems", "-q"])
+    result = cli("corpus", "get", "poems", "-q")
     assert_error(result, 1, f"cannot download poems from {server.address}{POEMS_PATH}: HTTP 404")
     with socket.socket() as s:  # a port where nothing listens: what offline looks like
         s.bind(("127.0.0.1", 0))
         nobody = f"http://127.0.0.1:{s.getsockname()[1]}"
     monkeypatch.setenv("CHARRNN_CORPUS_MIRROR", nobody)
-    result = runner.invoke(charrnn_app(), ["corpus", "get", "poems", "-q"])
+    result = cli("corpus", "get", "poems", "-q")
     assert_error(result, 1, f"cannot download poems from {nobody}{POEMS_PATH}: connection refused "
                             "(offline, or no server there?)")  # fmt: skip
     assert_error(
-        runner.invoke(charrnn_app(), ["corpus", "get", "verse"]),
+        cli("corpus", "get", "verse"),
         2,
         "no corpus named 'verse' in the catalogue; choose one of poems (see `charrnn corpus list`)",
     )
     monkeypatch.setenv("CHARRNN_CORPUS_MIRROR", "127.0.0.1:8000")
     assert_error(
-        runner.invoke(charrnn_app(), ["corpus", "get", "poems"]),
+        cli("corpus", "get", "poems"),
         2,
         "CHARRNN_CORPUS_MIRROR='127.0.0.1:8000' is not an address like http://host:port",
     )
@@ -197,9 +197,3 @@ def test_train_on_what_corpus_get_prints(tmp_path):
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["steps"] == 3 and info["lines"] is True and info["corpus"]["paths"][0].endswith("names.txt")
-
-
-def charrnn_app():
-    import charrnn.cli
-
-    return charrnn.cli.app
