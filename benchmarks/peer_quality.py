@@ -78,14 +78,18 @@ def parse():
 
 def learning_rate(args, step, elapsed):
     """The rate of the update at `step` (0-based), `elapsed` seconds into the run: linear warm-up
-    over --warmup steps, then constant or a cosine from --lr down to --min-lr. A time-bound run's
-    cosine runs on the fraction of --time used (what planning the steps from the measured speed
-    comes to), as charrnn.schedule.Schedule does."""
+    over --warmup steps, then constant or a cosine from --lr down to --min-lr, as
+    charrnn.schedule.Schedule does: over the steps after the warm-up when --steps is given, else on
+    the fraction of --time used (what planning the steps from the measured speed comes to)."""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
     if args.lr_schedule == "constant":
         return args.lr
-    done = min(1.0, max(0.0, elapsed / args.time))
+    if args.steps:
+        span = args.steps - args.warmup
+        done = min(1.0, max(0.0, (step - args.warmup) / span)) if span > 0 else 1.0
+    else:
+        done = min(1.0, max(0.0, elapsed / args.time))
     return args.min_lr + (args.lr - args.min_lr) * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
