@@ -33,7 +33,7 @@ HELD_OUT = 0.10
 # Recommended settings per cell: a starting point for the team to tune. Edit them here, or for
 # one run with --set KEY=VALUE (every cell) / --set CELL.KEY=VALUE. Both sides get the same ones.
 SETTINGS = {
-    "rnn": dict(hidden=512, layers=1, dropout=0.0, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
+    "rnn": dict(hidden=512, layers=1, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
                 weight_decay=0.0, seq=64, batch=32),
     "gru": dict(hidden=512, layers=1, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
                 weight_decay=0.0, seq=64, batch=32),

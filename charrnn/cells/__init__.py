@@ -6,15 +6,10 @@ A spec (this module's light half, no numba) says:
     gates        G: the blocks of G*H rows in weight_ih / weight_hh, in PyTorch's order
     states       S: state arrays per layer (h, and c for the LSTM)
     hidden_bias  whether the cell keeps bias_hh (the GRU: r gates W_hn h + b_hn)
-    init_biases  fn(bias_ih (G*H,), H): the cell's adjustment of the drawn bias_ih, in place (default none)
 Its cpu.py module (loaded by charrnn.cells.kernels) holds the kernels, see charrnn.cells.rnn.cpu.
 """
 
 from dataclasses import dataclass
-
-
-def keep_biases(bias, hidden):
-    pass
 
 
 @dataclass(frozen=True)
@@ -23,7 +18,6 @@ class CellSpec:
     gates: int
     states: int
     hidden_bias: bool = False
-    init_biases: object = keep_biases
 
 
 def _registry():

@@ -5,15 +5,12 @@
     c' = f*c + i*g
     h' = o*tanh(c')                            two states: h and c
 
-The forget gate's bias starts near 1 (1 plus the uniform draw every bias gets; Jozefowicz et al.
-2015: the cell remembers by default early on); PyTorch starts it near 0.
+The forget gate's bias is drawn like every other bias, as in PyTorch. A start near 1 (Jozefowicz et
+al. 2015) was measured and lost on tiny Shakespeare (H=512, dropout 0.2, cosine, held out):
+1.9392 against 1.8556 after 1,500 steps (seed 0), and 1.7636 against 1.7260 after 600 s (means of
+seeds 0 and 1, measured a day apart).
 """
 
 from charrnn.cells import CellSpec
 
-
-def init_biases(bias, hidden):
-    bias[hidden : 2 * hidden] += 1.0  # f
-
-
-SPEC = CellSpec("lstm", gates=4, states=2, init_biases=init_biases)
+SPEC = CellSpec("lstm", gates=4, states=2)
