@@ -330,8 +330,7 @@ def main():
         warmup, steps = bench_cells.plan(cell, layers, H, V, TRAIN_STEPS[H], WARMUP_STEPS, scale, BLOCKS)
         bounds, label = block_bounds(warmup, steps), f"{cell} L={layers} H={H}"
         progress(f"training {label}: {warmup} warm-up + {steps} timed steps, charrnn then PyTorch")
-        model = bench_cells.model_kwargs(cell, layers)
-        ours = train_rates[cell, layers, H] = steady(charrnn_train_rates(corpus, H, bounds, args.device, **model),
+        ours = train_rates[cell, layers, H] = steady(charrnn_train_rates(corpus, H, bounds, args.device, cell, layers),
                                                      unstable, f"charrnn {label}")  # fmt: skip
         peer = steady(peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device, cell, layers),
                       unstable, f"PyTorch {label}")  # fmt: skip

@@ -37,8 +37,3 @@ def plan(cell, layers, H, V, steps, warmup, scale, blocks):
     ratio = flops_per_char(cell, layers, H, V) / flops_per_char("rnn", 1, H, V)
     timed = max(blocks, round(steps / ratio / scale / blocks) * blocks)
     return max(2, round(warmup / ratio / scale)), timed
-
-
-def model_kwargs(cell, layers):
-    """TrainConfig's model fields of a row, always spelt out (charrnn train's default cell may change)."""
-    return {"cell": cell, "layers": layers}

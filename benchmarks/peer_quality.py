@@ -40,6 +40,7 @@ import peer_torch
 from charrnn.batches import fill_window, split_train_val, stream_view, windows_per_epoch
 from charrnn.corpus import load_corpus
 from charrnn.evaluate import EVAL_WINDOW, validation_rows
+from charrnn.schedule import Schedule
 from charrnn.vocab import EOS_ID
 
 try:
@@ -77,20 +78,11 @@ def parse():
 
 
 def learning_rate(args, step, elapsed):
-    """The rate of the update at `step` (0-based), `elapsed` seconds into the run: linear warm-up
-    over --warmup steps, then constant or a cosine from --lr down to --min-lr, as
-    charrnn.schedule.Schedule does: over the steps after the warm-up when --steps is given, else on
-    the fraction of --time used (what planning the steps from the measured speed comes to)."""
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    if args.lr_schedule == "constant":
-        return args.lr
-    if args.steps:
-        span = args.steps - args.warmup
-        done = min(1.0, max(0.0, (step - args.warmup) / span)) if span > 0 else 1.0
-    else:
-        done = min(1.0, max(0.0, elapsed / args.time))
-    return args.min_lr + (args.lr - args.min_lr) * 0.5 * (1.0 + math.cos(math.pi * done))
+    """The rate of the update at `step` (0-based), `elapsed` seconds into the run: charrnn's own
+    schedule (charrnn.schedule), planned over --steps when given, else over --time, as charrnn plans
+    a step-bound or a time-bound run."""
+    plan = Schedule(args.lr, args.lr_schedule, args.warmup, args.min_lr, total=args.steps or None, time_limit=args.time)
+    return plan.rate(step, 0, elapsed)
 
 
 def optimizer(model, args):

@@ -47,7 +47,7 @@ def test_config_defaults():
 
 @pytest.mark.parametrize("bound", ["steps", "time"])
 def test_the_quality_peer_follows_the_same_schedule(bound, monkeypatch):
-    """benchmarks/peer_quality.py writes the schedule again for the PyTorch side. A step-bound run
+    """benchmarks/peer_quality.py plans the PyTorch side's rates as charrnn does. A step-bound run
     once had it follow the clock instead, so an equal-step comparison gave the peer a near-constant
     rate against charrnn's cosine."""
     import argparse
