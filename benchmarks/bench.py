@@ -318,7 +318,7 @@ def main():
     print("\n".join(machine_lines(args.device)))
     print(f"corpus: {args.corpus.name}, {len(corpus.ids):,} tokens, V = {V}; B = {B}, T = {T}\n")
 
-    rows, train_rates, unstable = [], {}, []  # train_rates: (cell, layers, H) -> charrnn's chars/s
+    rows, train_rates, peer_rates, unstable = [], {}, {}, []  # (cell, layers, H) -> chars/s
     for H in SIZES if vanilla else ():
         steps, warmup = TRAIN_STEPS[H] // scale, WARMUP_STEPS // scale
         bounds = block_bounds(warmup, steps)
@@ -332,8 +332,9 @@ def main():
         progress(f"training {label}: {warmup} warm-up + {steps} timed steps, charrnn then PyTorch")
         ours = train_rates[cell, layers, H] = steady(charrnn_train_rates(corpus, H, bounds, args.device, cell, layers),
                                                      unstable, f"charrnn {label}")  # fmt: skip
-        peer = steady(peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device, cell, layers),
-                      unstable, f"PyTorch {label}")  # fmt: skip
+        peer = peer_rates[cell, layers, H] = steady(
+            peer_torch.train_rates(corpus.ids, V, H, B, T, warmup, bounds, device, cell, layers), unstable,
+            f"PyTorch {label}")  # fmt: skip
         rows.append((f"training {cell}, {layers} layer{'s' * (layers > 1)}, chars/s ({steps} steps)", H, f"{ours:,.0f}",
                      f"{peer:,.0f} (PyTorch)", f"{ours / peer:.2f}×"))  # fmt: skip
     nucleus = []
@@ -361,15 +362,25 @@ def main():
     threads = peer_torch.THREADS
     peak = matmul_gflops(threads, args.device)
     where = "GPU sgemm" if args.device == "cuda" else f"numpy sgemm, {threads} threads"
+    beyond = []  # rows where twice the peer's rate would need more than the machine's sgemm
     for (cell, layers, H), rate in train_rates.items():
         what = "6(H²+HV) per char"
         if cell != "rnn":
             what = f"{cell}, {layers} layer{'s' * (layers > 1)}, 6(G·H²·(2L−1)+HV) per char"
         achieved = rate * bench_cells.flops_per_char(cell, layers, H, V) / 1e9
         rows.append((f"training, GFLOP/s ({what})", H, f"{achieved:.2f}", f"{peak:.1f} ({where})", f"{achieved / peak:.1%}"))
+        if (cell, layers, H) in peer_rates:  # the peer's work counted the same way: a lower bound on what it does
+            theirs = peer_rates[cell, layers, H] * bench_cells.flops_per_char(cell, layers, H, V) / 1e9
+            rows.append((f"training, GFLOP/s, PyTorch ({what})", H, f"{theirs:.2f}", f"{peak:.1f} ({where})",
+                         f"{theirs / peak:.1%}"))  # fmt: skip
+            if 2 * theirs > peak:
+                beyond.append(f"{cell} L={layers} H={H} ({2 * theirs / peak:.0%})")
     if vanilla:
         rows += startup_rows(args)
     print(table(rows))
+    if beyond:
+        print(f"\nTwice the peer's training rate would need more than {where} reaches on a 2048² product, counting "
+              f"only the arithmetic the model needs: {', '.join(beyond)} of it.")
     if unstable:
         print(f"\nwarning: training blocks differ by more than {UNSTABLE:.0%} ({'; '.join(unstable)}): "
               "the machine was busy; run again when it is idle.")

@@ -9,8 +9,12 @@ from charrnn.errors import UsageError
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 SCHEDULES = ("constant", "cosine")
 MAX_LAYERS = 64  # also the most a checkpoint may declare
-DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
-DEFAULT_EPOCHS = 10  # when none of steps / epochs / time_limit is given
+DEFAULT_LR = {"adam": 8e-3, "adagrad": 0.1, "sgd": 0.5}  # adam's chosen in the README ("The defaults")
+# Checkpoints record the rate they were trained at; one written before 2026-12-03 may say null, "the
+# optimizer's default" of then, and must resume at that rate whatever today's default is.
+UNRECORDED_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
+DEFAULT_EPOCHS = 5  # when none of steps / epochs / time_limit is given
+DEFAULT_WARMUP = 100  # steps, when --warmup is not given (a run shorter than that is never refused for it)
 # The model settings of charrnn before they could be chosen: a format-1 checkpoint (a vanilla RNN)
 # records none of them, and it must resume as what it is whatever today's defaults are.
 UNRECORDED = dict(cell="rnn", layers=1, dropout=0.0, lr_schedule="constant", warmup=0, min_lr=None, weight_decay=0.0)
@@ -41,7 +45,7 @@ class TrainConfig:
     lr: float | None = None  # None: the optimizer's default
     lr_decay: float = 1.0  # learning rate multiplied by this after every epoch
     lr_schedule: str = "cosine"  # down to min_lr over the planned steps (or the time limit); or "constant"
-    warmup: int = 0  # steps of linear warm-up from lr/warmup to lr
+    warmup: int | None = None  # steps of linear warm-up from lr/warmup to lr; None: DEFAULT_WARMUP
     min_lr: float | None = None  # where cosine ends; None: a tenth of the learning rate
     weight_decay: float = 0.0  # decoupled (AdamW), on weights only
     optimizer: str = "adam"
@@ -74,6 +78,10 @@ class TrainConfig:
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
     @property
+    def warmup_steps(self):
+        return DEFAULT_WARMUP if self.warmup is None else self.warmup
+
+    @property
     def final_lr(self):
         """Where the cosine schedule ends."""
         return self.learning_rate / 10 if self.min_lr is None else self.min_lr
@@ -89,7 +97,7 @@ class TrainConfig:
             need(isinstance(value, int) and 1 <= value <= limit, name, f"an integer from 1 to {limit}", value)
         need(0 <= self.dropout < 1, "dropout", "a probability in [0, 1)", self.dropout)
         need(self.lr_schedule in SCHEDULES, "lr-schedule", "one of " + ", ".join(SCHEDULES), self.lr_schedule)
-        need(isinstance(self.warmup, int) and 0 <= self.warmup <= MAX_STEPS, "warmup", "a non-negative number of steps", self.warmup)
+        need(self.warmup is None or isinstance(self.warmup, int) and 0 <= self.warmup <= MAX_STEPS, "warmup", "a non-negative number of steps", self.warmup)
         need(0 <= self.weight_decay <= 10, "weight-decay", "a number from 0 to 10", self.weight_decay)
         need(self.optimizer in OPTIMIZERS, "optimizer", "one of " + ", ".join(OPTIMIZERS), self.optimizer)
         need(self.lr is None or 0 < self.lr <= 100, "lr", "a number in (0, 100]", self.lr)
@@ -114,14 +122,18 @@ class TrainConfig:
         return Arch(self.cell, self.layers, self.hidden, vocab_size)
 
     def to_dict(self):
-        return asdict(self)
+        # the rate and warm-up themselves, not "the default": a checkpoint resumes as it was trained
+        return {**asdict(self), "lr": self.learning_rate, "warmup": self.warmup_steps}
 
     @classmethod
     def from_dict(cls, data):
         """The settings a checkpoint recorded; one it lacks is what it was trained with then
         (UNRECORDED), not today's default."""
         known = {f.name for f in fields(cls)}
-        return cls(**{**UNRECORDED, **{k: v for k, v in data.items() if k in known}})
+        values = {**UNRECORDED, **{k: v for k, v in data.items() if k in known}}
+        if values.get("lr") is None:
+            values["lr"] = UNRECORDED_LR.get(values.get("optimizer", "adam"))  # an unknown optimizer: refused below
+        return cls(**values)
 
 
 def plan_steps(cfg, per_epoch, start=0):

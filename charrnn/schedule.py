@@ -28,7 +28,8 @@ class Schedule:
 
     @classmethod
     def of(cls, cfg, start, total):
-        return cls(cfg.learning_rate, cfg.lr_schedule, cfg.warmup, cfg.final_lr, cfg.lr_decay, start, total, cfg.time_limit)
+        return cls(cfg.learning_rate, cfg.lr_schedule, cfg.warmup_steps, cfg.final_lr, cfg.lr_decay, start, total,
+                   cfg.time_limit)  # fmt: skip
 
     def progress(self, step, elapsed):
         """Fraction 0..1 of the plan after the warm-up, for the update at step `step` (0-based)."""

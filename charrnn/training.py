@@ -205,8 +205,10 @@ def _train(corpus, cfg, out, report, should_stop, resume, device, live):
     # The schedule spans the run on this corpus: a resume within its plan gets the same rates,
     # a longer one stretches the cosine, and fine-tuning on another corpus starts a new one.
     schedule = Schedule.of(cfg, run.data_origin, total)
-    if total is not None and cfg.warmup > total - run.data_origin:
-        raise UsageError(f"--warmup {cfg.warmup:,} is past the end of the run ({total - run.data_origin:,} steps); lower it")
+    # a warm-up asked for that the run never leaves is a mistake; the default's is not the user's, nor
+    # is a resumed run's (its checkpoint records the warm-up its first plan had, asked for or not)
+    if resume is None and total is not None and cfg.warmup is not None and cfg.warmup > total:
+        raise UsageError(f"--warmup {cfg.warmup:,} is past the end of the run ({total:,} steps); lower it")
     for stale in (out, best_path(out)):  # temporary files of saves a kill -9 cut short
         remove_temp_files(stale)
     report(

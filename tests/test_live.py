@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import charrnn
+from charrnn.config import DEFAULT_LR
 from test_cli import API_TINY, TINY, assert_error, cli, corpus, in_tmp, ok  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
 
 
@@ -76,13 +77,14 @@ def read_lines(path):
 
 
 def test_log_writes_a_json_line_every_n_steps_and_at_every_validation_and_a_resume_appends(corpus):
-    ok("train", corpus, "-o", "m.npz", *TINY, "--lr-schedule", "constant", "--log", "run.jsonl", "--log-every", "4")
+    ok("train", corpus, "-o", "m.npz", *TINY, "--lr-schedule", "constant", "--warmup", "0", "--log", "run.jsonl",
+       "--log-every", "4")  # fmt: skip
     rows = read_lines("run.jsonl")
     assert [r["step"] for r in rows] == [4, 8, 10, 12, 16, 20, 24, 28, 30]
     assert [r["step"] for r in rows if "val_loss" in r] == [10, 20, 30]
     first = rows[0]
     assert set(first) == {"step", "epoch", "train_loss", "chars_per_s", "grad_norm", "lr", "elapsed"}
-    assert first["lr"] == 2e-3 and first["grad_norm"] > 0 and 0 < first["train_loss"] < 10
+    assert first["lr"] == DEFAULT_LR["adam"] and first["grad_norm"] > 0 and 0 < first["train_loss"] < 10
     info = json.loads(ok("info", "m.npz", "--json").stdout)
     assert rows[-1]["val_loss"] == info["last_val_loss"]
     elapsed = rows[-1]["elapsed"]

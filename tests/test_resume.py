@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from charrnn import checkpoint as checkpoint_module
 from charrnn.checkpoint import load_checkpoint
-from charrnn.config import TrainConfig
+from charrnn.config import DEFAULT_LR, TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
 from charrnn.optim import Optimizer
@@ -179,7 +179,7 @@ def test_worker_count_is_kept_for_bitwise_results(corpus, tmp_path):
     (dict(hidden=64), "--hidden 64 conflicts with {p}, trained with --hidden 32; a resumed run keeps the checkpoint's "
                       "settings (leave --hidden out, or train a new model)"),
     (dict(lr_decay=0.5), "--lr-decay 0.5 conflicts with {p}, trained with --lr-decay 0.8; "),
-    (dict(lr=0.1), "--lr 0.1 conflicts with {p}, trained with --lr 0.002; "),
+    (dict(lr=0.1), f"--lr 0.1 conflicts with {{p}}, trained with --lr {DEFAULT_LR['adam']}; "),
     (dict(optimizer="sgd"), "--optimizer sgd conflicts with {p}, trained with --optimizer adam; "),
     (dict(lines=True), "--lines conflicts with {p}, trained without --lines; "),
     (dict(save_every=1), "--save-every 1 conflicts with {p}, trained with --save-every 15; "),
@@ -192,7 +192,7 @@ def test_conflicting_settings_name_the_flag(corpus, tmp_path, given, message):
         resume_config(resumed, given, steps=1)
     assert str(err.value).startswith(message.format(p=tmp_path / "m.npz"))
     # the checkpoint's own values (and the optimizer's default learning rate) are no conflict
-    same = dict(hidden=32, lr=0.002, lr_decay=0.8, optimizer="adam", save_every=15, encoding_errors="strict")
+    same = dict(hidden=32, lr=DEFAULT_LR["adam"], lr_decay=0.8, optimizer="adam", save_every=15, encoding_errors="strict")
     assert resume_config(resumed, same, steps=1).hidden == 32
 
 

@@ -42,7 +42,8 @@ def test_config_defaults():
     cfg = TrainConfig(lr_schedule="cosine", lr=0.004)
     s = Schedule.of(cfg, 0, 1000)
     assert s.min_lr == pytest.approx(0.0004)  # a tenth of the learning rate
-    assert s.rate(999, 0) == pytest.approx(0.0004 + 0.0036 * 0.5 * (1 + math.cos(math.pi * 0.999)))
+    assert s.warmup == 100 and s.rate(0, 0) == pytest.approx(0.004 / 100)  # then 100 steps of warm-up
+    assert s.rate(999, 0) == pytest.approx(0.0004 + 0.0036 * 0.5 * (1 + math.cos(math.pi * 899 / 900)))
 
 
 @pytest.mark.parametrize("bound", ["steps", "time"])
