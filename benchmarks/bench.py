@@ -379,8 +379,8 @@ def main():
         rows += startup_rows(args)
     print(table(rows))
     if beyond:
-        print(f"\nTwice the peer's training rate would need more than {where} reaches on a 2048² product, counting "
-              f"only the arithmetic the model needs: {', '.join(beyond)} of it.")
+        print(f"\nTwice the peer's training rate would take more than the reference's {peak:.1f} GFLOP/s ({where}, "
+              f"2048²), counting only the arithmetic the model needs (the share of it 2× takes): {', '.join(beyond)}.")
     if unstable:
         print(f"\nwarning: training blocks differ by more than {UNSTABLE:.0%} ({'; '.join(unstable)}): "
               "the machine was busy; run again when it is idle.")
