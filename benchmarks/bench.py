@@ -367,10 +367,11 @@ def main():
         what = "6(H²+HV) per char"
         if cell != "rnn":
             what = f"{cell}, {layers} layer{'s' * (layers > 1)}, 6(G·H²·(2L−1)+HV) per char"
-        achieved = rate * bench_cells.flops_per_char(cell, layers, H, V) / 1e9
+        flops = bench_cells.flops_per_char(cell, layers, H, V)
+        achieved = rate * flops / 1e9
         rows.append((f"training, GFLOP/s ({what})", H, f"{achieved:.2f}", f"{peak:.1f} ({where})", f"{achieved / peak:.1%}"))
         if (cell, layers, H) in peer_rates:  # the peer's work counted the same way: a lower bound on what it does
-            theirs = peer_rates[cell, layers, H] * bench_cells.flops_per_char(cell, layers, H, V) / 1e9
+            theirs = peer_rates[cell, layers, H] * flops / 1e9
             rows.append((f"training, GFLOP/s, PyTorch ({what})", H, f"{theirs:.2f}", f"{peak:.1f} ({where})",
                          f"{theirs / peak:.1%}"))  # fmt: skip
             if 2 * theirs > peak:

@@ -8,25 +8,22 @@ import pytest
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import DEFAULT_LR, DEFAULT_WARMUP, UNRECORDED_LR, TrainConfig
-from charrnn.corpus import load_corpus
 from charrnn.errors import UsageError
 from charrnn.resuming import load_resume, resume_config
 from charrnn.schedule import Schedule
 from charrnn.training import train
+from test_resume import corpus  # noqa: F401 (a fixture)
 
-TEXT = "the cat sat on the mat. the dog sat on the log. " * 60  # 40 windows per epoch with TINY
 TINY = dict(hidden=16, seq=16, batch=4, val_frac=0.1, eval_every=10, seed=3)
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT)
-    return load_corpus([str(path)])
 
 
 def recorded(path):
     return load_checkpoint(path).meta["train"]
+
+
+def resume(corpus, path, **stops):
+    resumed = load_resume(path)
+    train(corpus, resume_config(resumed, **stops), path, resume=resumed)
 
 
 def test_the_default_warmup_is_the_same_for_every_plan_so_k_steps_and_a_resume_are_one_run(corpus, tmp_path):
@@ -35,8 +32,7 @@ def test_the_default_warmup_is_the_same_for_every_plan_so_k_steps_and_a_resume_a
     train(corpus, TrainConfig(**TINY, steps=10, lr_schedule="constant"), tmp_path / "two.npz")
     saved = recorded(tmp_path / "two.npz")
     assert (saved["lr"], saved["warmup"]) == (DEFAULT_LR["adam"], DEFAULT_WARMUP)  # the numbers, not "the default"
-    train(corpus, resume_config(load_resume(tmp_path / "two.npz"), steps=10), tmp_path / "two.npz",
-          resume=load_resume(tmp_path / "two.npz"))  # fmt: skip
+    resume(corpus, tmp_path / "two.npz", steps=10)
     one, two = (load_checkpoint(tmp_path / p) for p in ("one.npz", "two.npz"))
     assert all(np.array_equal(one.params[k], two.params[k]) for k in one.params)
 
@@ -45,8 +41,8 @@ def test_a_run_shorter_than_the_default_warmup_is_not_refused_but_an_asked_for_o
     train(corpus, TrainConfig(**TINY, steps=5), tmp_path / "m.npz")  # all warm-up: allowed
     with pytest.raises(UsageError, match=r"^--warmup 6 is past the end of the run \(5 steps\); lower it$"):
         train(corpus, TrainConfig(**TINY, steps=5, warmup=6), tmp_path / "n.npz")
-    train(corpus, resume_config(load_resume(tmp_path / "m.npz"), steps=3), tmp_path / "m.npz",
-          resume=load_resume(tmp_path / "m.npz"))  # its recorded 100 steps are no mistake of the user's either
+    resume(corpus, tmp_path / "m.npz", steps=3)  # its recorded 100 steps are no mistake of the user's either
+    assert load_checkpoint(tmp_path / "m.npz").meta["step"] == 8
 
 
 def test_a_checkpoint_that_recorded_the_default_rate_as_null_resumes_at_the_rate_of_then(corpus, tmp_path):
