@@ -26,8 +26,14 @@ class Model:
 
     @property
     def settings(self):
-        """The settings it was trained with, by their Python names (a dict; `time_limit` is --time)."""
-        return dict(self.meta.get("train", {}))
+        """The settings it was trained with, by their Python names (a dict; `time_limit` is --time).
+        A rate recorded as null (before 2026-12-03, "the optimizer's default") is that default of then."""
+        from charrnn.config import UNRECORDED_LR
+
+        train = dict(self.meta.get("train", {}))
+        if "lr" in train and train["lr"] is None:
+            train["lr"] = UNRECORDED_LR.get(train.get("optimizer", "adam"))
+        return train
 
     def info(self):
         """What `charrnn info` shows, as a JSON-ready dict."""
@@ -162,7 +168,7 @@ def describe(model, path):
         "best_val_loss": meta.get("best_val_loss"),
         "last_val_loss": meta.get("last_val_loss"),
         "corpus": meta.get("corpus", {}),
-        "train": meta.get("train", {}),
+        "train": model.settings,
         "vocab": [model.vocab.display(i) for i in range(model.vocab.size)],
         "charrnn_version": meta.get("charrnn_version"),
     }

@@ -209,6 +209,8 @@ def _train(corpus, cfg, out, report, should_stop, resume, device, live):
     # is a resumed run's (its checkpoint records the warm-up its first plan had, asked for or not)
     if resume is None and total is not None and cfg.warmup is not None and cfg.warmup > total:
         raise UsageError(f"--warmup {cfg.warmup:,} is past the end of the run ({total:,} steps); lower it")
+    if resume is None and cfg.lr_schedule == "constant" and cfg.min_lr is not None:  # it would be ignored
+        raise UsageError("--min-lr is where the cosine schedule ends; it does nothing with --lr-schedule constant")
     for stale in (out, best_path(out)):  # temporary files of saves a kill -9 cut short
         remove_temp_files(stale)
     report(

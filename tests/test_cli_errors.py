@@ -83,6 +83,8 @@ ERRORS = [
     ((*T, "--warmup", "4"), 2, "--warmup 4 is past the end of the run (3 steps); lower it"),
     ((*T, "--min-lr", "1"), 2, "--min-lr must be a number from 0 to the learning rate (got 1.0)"),
     ((*T, "--lr", "0.01", "--min-lr", "0.02"), 2, "--min-lr must be a number from 0 to the learning rate (got 0.02)"),
+    ((*T, "--lr-schedule", "constant", "--min-lr", "1e-4"), 2,
+     "--min-lr is where the cosine schedule ends; it does nothing with --lr-schedule constant"),
     ((*T, "--weight-decay", "-1"), 2, "--weight-decay must be a number from 0 to 10 (got -1.0)"),
     ((*T, "--encoding-errors", "loose"), 2, "--encoding-errors must be one of strict, replace, ignore (got 'loose')"),
     (("train", "-", "-", "-q"), 2, "stdin (-) can be read only once; give - at most once"),

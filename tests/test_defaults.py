@@ -11,6 +11,7 @@ from charrnn.config import DEFAULT_LR, DEFAULT_WARMUP, UNRECORDED_LR, TrainConfi
 from charrnn.errors import UsageError
 from charrnn.resuming import load_resume, resume_config
 from charrnn.schedule import Schedule
+from charrnn.trained import load_model
 from charrnn.training import train
 from test_resume import corpus  # noqa: F401 (a fixture)
 
@@ -57,3 +58,4 @@ def test_a_checkpoint_that_recorded_the_default_rate_as_null_resumes_at_the_rate
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(path, **arrays)
     assert resume_config(load_resume(path), steps=1).learning_rate == 2e-3
+    assert load_model(path).info()["train"]["lr"] == 2e-3  # charrnn info shows that rate, not None
