@@ -131,9 +131,15 @@ class TrainConfig:
         (UNRECORDED), not today's default."""
         known = {f.name for f in fields(cls)}
         values = {**UNRECORDED, **{k: v for k, v in data.items() if k in known}}
-        if values.get("lr") is None:
-            values["lr"] = UNRECORDED_LR.get(values.get("optimizer", "adam"))  # an unknown optimizer: refused below
+        values["lr"] = recorded_lr(values)  # an unknown optimizer: refused below
         return cls(**values)
+
+
+def recorded_lr(train):
+    """The rate a checkpoint's settings say it was trained at: a null or missing one is the
+    optimizer's default of before 2026-12-03 (UNRECORDED_LR)."""
+    lr = train.get("lr")
+    return UNRECORDED_LR.get(train.get("optimizer", "adam")) if lr is None else lr
 
 
 def plan_steps(cfg, per_epoch, start=0):

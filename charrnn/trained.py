@@ -28,11 +28,11 @@ class Model:
     def settings(self):
         """The settings it was trained with, by their Python names (a dict; `time_limit` is --time).
         A rate recorded as null (before 2026-12-03, "the optimizer's default") is that default of then."""
-        from charrnn.config import UNRECORDED_LR
+        from charrnn.config import recorded_lr
 
         train = dict(self.meta.get("train", {}))
-        if "lr" in train and train["lr"] is None:
-            train["lr"] = UNRECORDED_LR.get(train.get("optimizer", "adam"))
+        if "lr" in train:
+            train["lr"] = recorded_lr(train)
         return train
 
     def info(self):
