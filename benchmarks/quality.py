@@ -1,48 +1,48 @@
-"""Held-out quality of charrnn's cells against the PyTorch peer, each trained for the same wall-clock budget.
+"""Held-out quality of charrnn against a plain PyTorch training loop, in three kinds of row.
 
-    python benchmarks/quality.py [--seconds 600] [--seeds 0 1] [--cells rnn gru lstm] [--only charrnn|peer]
-                                 [--no-peer] [--set lstm.dropout=0.1] [--json results.json]
+    python benchmarks/quality.py [--rows steps time target] [--seeds 0 1] [--steps 2000] [--seconds 300]
+                                 [--target 1.60] [--trace-every 100] [--set KEY=VALUE] [--json results.json]
 
 tiny Shakespeare (../shared/corpora/tinyshakespeare.txt from the repository root) is cut at the
-first line break after 90% of its characters: the first part is the training corpus, the rest the
-held-out file (both written to a temporary folder, never into the repository). Each run trains
-for --seconds (`charrnn train --time`; the peer: benchmarks/peer_quality.py with the same flags),
-then both the final checkpoint and the best-validated one are scored on the held-out file
-(`charrnn eval --json`; the peer with the same protocol) and the better one is reported, with
-which it was. Prints a markdown table to stdout; progress goes to stderr; each run's own stderr
-goes to a file in the temporary folder, and only a failing run's last line is shown.
-See benchmarks/README.md.
+first line break after 90% of its characters: the first part is the training text, the rest the
+held-out text (both written to a temporary folder, never into the repository).
+
+- steps: both sides train the same model with the same settings (MODEL) for --steps steps on the
+  same windows: charrnn with --val-frac 0, so neither holds any text out. Tells whether the two
+  learn alike per step.
+- time: `charrnn train TRAIN --time S` with every setting at charrnn's defaults (validation
+  included, in the clock), against the peer with its own best settings (PEER) for the same S
+  seconds of training.
+- target: seconds of training to reach --target held out, each side scored every --trace-every
+  steps with its clock stopped: charrnn's defaults as a user runs them (`charrnn train TRAIN`),
+  the peer with the same settings and plan (MODEL over the steps charrnn's default plan takes).
+
+Each run is a subprocess (benchmarks/trace_charrnn.py, benchmarks/peer_plain.py), one at a time,
+seeds outermost. charrnn's score is the better of its final and best-validated checkpoint (the
+`kept` column); the peer has no validation, so its final one. Prints a markdown table to stdout and
+progress to stderr. See benchmarks/README.md.
 """
 
 import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
-PEER = Path(__file__).resolve().parent / "peer_quality.py"
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE.parent.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 HELD_OUT = 0.10
-
-# Recommended settings per cell: a starting point for the team to tune. Edit them here, or for
-# one run with --set KEY=VALUE (every cell) / --set CELL.KEY=VALUE. Both sides get the same ones.
-SETTINGS = {
-    "rnn": dict(hidden=512, layers=1, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
-                weight_decay=0.0, seq=64, batch=32),
-    "gru": dict(hidden=512, layers=1, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
-                weight_decay=0.0, seq=64, batch=32),
-    "lstm": dict(hidden=512, layers=1, dropout=0.2, lr=2e-3, lr_schedule="cosine", warmup=100, min_lr=2e-4,
-                 weight_decay=0.0, seq=64, batch=32),
-}  # fmt: skip
-COMMON = dict(clip=5.0, val_frac=0.05, eval_every=200)  # charrnn's defaults, passed to both sides
+# charrnn's defaults spelt out (charrnn.config.TrainConfig), for rows where both sides must agree
+MODEL = dict(cell="gru", layers=1, hidden=512, dropout=0.2, seq=64, batch=32, lr=8e-3, lr_schedule="cosine",
+             warmup=100, min_lr=8e-4, clip=5.0)  # fmt: skip
+# the peer's best for the time row, chosen by measurement (benchmarks/README.md, "The peer's settings")
+PEER = dict(MODEL)
+DEFAULT_EPOCHS = 10  # charrnn's default plan, for the target row's peer
 BUSY = 0.5  # a load average above this when the runs begin gets a warning under the table
-SUMMARY = re.compile(r"trained ([\d,]+) steps at ([\d,.]+) chars/s")
 
 
 def fail(message):
@@ -53,97 +53,8 @@ def progress(message):
     print(f"quality: {message}", file=sys.stderr, flush=True)
 
 
-def charrnn_command():
-    exe = Path(sys.executable).with_name("charrnn")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "charrnn"]
-
-
-def apply_overrides(settings, overrides):
-    """--set KEY=VALUE / CELL.KEY=VALUE, each value read as the type of the setting it replaces."""
-    for item in overrides:
-        key, eq, value = item.partition("=")
-        cell, dot, name = key.rpartition(".")
-        cells = [cell] if dot else list(settings)
-        if not eq or any(c not in settings or name not in settings[c] for c in cells):
-            fail(f"--set {item}: expected KEY=VALUE or CELL.KEY=VALUE with CELL in {', '.join(settings)} "
-                 f"and KEY in {', '.join(next(iter(settings.values())))}")  # fmt: skip
-        for c in cells:
-            kind = type(settings[c][name])
-            try:
-                settings[c][name] = kind(float(value)) if kind is int else kind(value)
-            except ValueError:
-                fail(f"--set {item}: {value!r} is not a {kind.__name__}")
-
-
-def flags(cell, settings):
-    """The training flags of one row, shared by `charrnn train` and peer_quality.py."""
-    values = dict(cell=cell, **settings, **COMMON)
-    if values["lr_schedule"] == "constant":
-        values.pop("min_lr")  # only the cosine decays to it
-    # every setting, even one at today's default: the defaults of charrnn train may change
-    return [arg for name, value in values.items() for arg in ("--" + name.replace("_", "-"), str(value))]
-
-
-def describe(s):
-    """A short form of a row's settings for the table."""
-    text = f"H={s['hidden']} L={s['layers']} p={s['dropout']:g} lr={s['lr']:g} {s['lr_schedule']}"
-    if s["lr_schedule"] == "cosine":
-        text += f"→{s['min_lr']:g}"
-    if s["warmup"]:
-        text += f" warmup={s['warmup']}"
-    if s["weight_decay"]:
-        text += f" wd={s['weight_decay']:g}"
-    return text + f" T={s['seq']} B={s['batch']}"
-
-
-def cpu_name():
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
-
-
-def last_line(path):
-    lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "(no output)"
-
-
-def run_logged(cmd, log, env):
-    """Run `cmd` with stdout kept and stderr to `log`; (ok, stdout or the last stderr line)."""
-    with open(log, "w") as err:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-    return (True, done.stdout) if done.returncode == 0 else (False, f"exit {done.returncode}: {last_line(log)}")
-
-
-def charrnn_run(cell, settings, seed, seconds, split, work, env, device):
-    out = work / f"charrnn-{cell}-{seed}.npz"
-    log = work / f"charrnn-{cell}-{seed}.log"
-    cmd = [*charrnn_command(), "train", str(split["train"]), *flags(cell, settings), "--time", str(seconds),
-           "--seed", str(seed), "--out", str(out), "--device", device]  # fmt: skip
-    result = dict(command=cmd)
-    ok, text = run_logged(cmd, log, env)
-    if not ok:
-        return dict(result, error=text)
-    found = SUMMARY.search(Path(log).read_text(errors="replace"))  # "trained N steps at R chars/s; ..."
-    if found:
-        result.update(steps=int(found[1].replace(",", "")), chars_per_s=float(found[2].replace(",", "")))
-    scores = {}
-    for kept, path in (("final", out), ("best", out.with_name(out.name[: -len(".npz")] + ".best.npz"))):
-        if path.exists():
-            ok, text = run_logged([*charrnn_command(), "eval", str(split["heldout"]), "-m", str(path), "--json",
-                                   "--device", device], work / f"eval-{cell}-{seed}-{kept}.log", env)  # fmt: skip
-            if not ok:
-                return dict(result, error=f"charrnn eval {path.name}: {text}")
-            scores[kept] = json.loads(text)["loss"]
-    return dict(result, heldout=scores)
-
-
-def peer_run(cell, settings, seed, seconds, split, work, env, device):
-    out = work / f"peer-{cell}-{seed}.json"
-    cmd = [sys.executable, str(PEER), str(split["train"]), str(split["heldout"]), *flags(cell, settings),
-           "--time", str(seconds), "--seed", str(seed), "--device", device, "--json", str(out)]  # fmt: skip
-    ok, text = run_logged(cmd, work / f"peer-{cell}-{seed}.log", env)
-    if not ok:
-        return dict(command=cmd, error=text)
-    return dict(json.loads(out.read_text()), command=cmd)
+def flags(settings):
+    return [arg for name, value in settings.items() for arg in ("--" + name.replace("_", "-"), str(value))]
 
 
 def split_corpus(source, work):
@@ -156,104 +67,141 @@ def split_corpus(source, work):
     return split, cut, len(text) - cut
 
 
-def summarize(runs):
-    """(row, cell) -> the table's cells, from the runs that succeeded."""
-    rows = {}
+def per_epoch(n_chars, settings, val_frac):
+    """Steps in an epoch of n_chars training characters (charrnn.batches: B streams, windows of T)."""
+    kept = n_chars - int(n_chars * val_frac)
+    return (kept // settings["batch"] - 1) // settings["seq"]
+
+
+def run(side, args, split, work, seed, extra):
+    script = HERE / ("trace_charrnn.py" if side == "charrnn" else "peer_plain.py")
+    out = work / f"{side}-{seed}-{time.monotonic_ns()}.json"
+    cmd = [sys.executable, str(script), str(split["train"]), str(split["heldout"]), "--json", str(out),
+           "--seed", str(seed), *extra]  # fmt: skip
+    log = out.with_suffix(".log")
+    with open(log, "w") as err:
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ, CHARRNN_CACHE_DIR=str(work)))
+    if done.returncode:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()] or ["(no output)"]
+        return dict(command=cmd, error=f"exit {done.returncode}: {lines[-1]}")
+    result = json.loads(out.read_text())
+    scores = result["heldout"] if isinstance(result["heldout"], dict) else {"final": result["heldout"]}
+    kept, loss = min(scores.items(), key=lambda kv: kv[1])
+    return dict(result, command=cmd, kept=kept, loss=loss)
+
+
+def crossing(trace, target):
+    """Seconds of training at which the held-out loss first reached target, interpolated linearly
+    between the two traces around it; None when it never did."""
+    before = None
+    for point in trace:
+        if point["heldout"] <= target:
+            if before is None:
+                return point["seconds"]
+            f = (before["heldout"] - target) / (before["heldout"] - point["heldout"])
+            return before["seconds"] + f * (point["seconds"] - before["seconds"])
+        before = point
+    return None
+
+
+def plans(args, n_train):
+    """(row, side, flags) for every run of one seed."""
+    model, peer = dict(MODEL, **args.overrides), dict(PEER, **args.overrides)
+    default_steps = DEFAULT_EPOCHS * per_epoch(n_train, model, 0.05)
+    rows = {
+        "steps": [("charrnn", [*flags(model), "--val-frac", "0", "--steps", str(args.steps)]),
+                  ("peer", [*flags(model), "--steps", str(args.steps)])],
+        "time": [("charrnn", ["--time", str(args.seconds)]),
+                 ("peer", [*flags(peer), "--time", str(args.seconds)])],
+        "target": [("charrnn", ["--trace-every", str(args.trace_every), "--target", str(args.target)]),
+                   ("peer", [*flags(model), "--steps", str(default_steps), "--trace-every", str(args.trace_every),
+                             "--target", str(args.target)])],
+    }  # fmt: skip
+    return [(row, side, extra) for row in args.rows for side, extra in rows[row]]
+
+
+def table(runs, args):
+    head = ("row", "side", "seeds", "held-out nats/char: mean (min–max)", "kept", "steps", "train s", "chars/s",
+            f"s to {args.target}")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = {}
     for r in runs:
-        rows.setdefault((r["row"], r["cell"]), []).append(r)
-    lines = []
-    for (row, cell), group in rows.items():
-        good = [r for r in group if "loss" in r]
-        seeds = " ".join(str(r["seed"]) for r in good)
-        if len(good) < len(group):
-            seeds += f" ({len(group) - len(good)} failed)"
+        groups.setdefault((r["row"], r["side"]), []).append(r)
+    for (row, side), group in groups.items():
+        good = [r for r in group if "error" not in r]
         if not good:
-            lines.append((row, cell, group[0]["settings_text"], seeds, "failed", "", "", ""))
+            lines.append(f"| {row} | {side} | | failed | | | | | |")
             continue
         losses = [r["loss"] for r in good]
-        mean = sum(losses) / len(losses)
-        loss = f"{mean:.4f}" + (f" ({min(losses):.4f}–{max(losses):.4f})" if len(losses) > 1 else "")
+        loss = f"{sum(losses) / len(losses):.4f}" + (f" ({min(losses):.4f}–{max(losses):.4f})" if len(losses) > 1 else "")
+
+        def mean(key, fmt):
+            values = [r[key] for r in good if r.get(key) is not None]
+            return format(sum(values) / len(values), fmt) if len(values) == len(good) else "–"
+
+        seeds = " ".join(str(r["seed"]) for r in good) + (f" ({len(group) - len(good)} failed)" if len(good) < len(group) else "")
         kept = ", ".join(sorted({r["kept"] for r in good}))
-        steps = [r["steps"] for r in good if r.get("steps") is not None]
-        rates = [r["chars_per_s"] for r in good if r.get("chars_per_s") is not None]
-        lines.append((row, cell, good[0]["settings_text"], seeds, loss, kept,
-                      f"{sum(steps) / len(steps):,.0f}" if steps else "?",
-                      f"{sum(rates) / len(rates):,.0f}" if rates else "?"))  # fmt: skip
-    head = ("row", "cell", "settings", "seeds", "held-out loss, nats/char: mean (min–max)", "kept", "steps", "chars/s")
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(out + ["| " + " | ".join(map(str, line)) + " |" for line in lines])
+        lines.append(f"| {row} | {side} | {seeds} | {loss} | {kept} | {mean('steps', ',.0f')} | {mean('seconds', '.0f')} "
+                     f"| {mean('chars_per_s', ',.0f')} | {mean('to_target', '.0f') if row == 'target' else ''} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=600, help="training budget of each run (default: 600)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per row (default: 0 1)")
-    parser.add_argument("--cells", nargs="+", choices=tuple(SETTINGS), default=list(SETTINGS), help="rows to run")
-    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="the PyTorch rows")
-    parser.add_argument("--only", choices=("charrnn", "peer"), help="one side only")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[CELL.]KEY=VALUE",
-                        help="change a setting of the table at the top of this file for this run")
+    parser.add_argument("--rows", nargs="+", choices=("steps", "time", "target"), default=["steps", "time", "target"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--steps", type=int, default=2000, help="the steps row's length (default: 2000)")
+    parser.add_argument("--seconds", type=float, default=300, help="the time row's budget (default: 300)")
+    parser.add_argument("--target", type=float, default=1.60, help="the target row's held-out loss (default: 1.60)")
+    parser.add_argument("--trace-every", type=int, default=100, help="the target row's steps between scores")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a setting of MODEL and PEER (both sides) for this run")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help=f"default: {CORPUS}")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both sides compute")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()
     if not args.corpus.is_file():
         fail(f"corpus {args.corpus} not found (tiny Shakespeare is expected there; or pass --corpus PATH)")
-    sides = [s for s in ("charrnn", "peer") if (args.only or s) == s and (args.peer or s != "peer")]
-    if not sides:
-        fail("--only peer with --no-peer leaves nothing to run")
-    settings = {cell: dict(SETTINGS[cell]) for cell in SETTINGS}
-    apply_overrides(settings, args.overrides)
-    runners = {"charrnn": charrnn_run, "peer": peer_run}
+    overrides = {}
+    for item in args.overrides:
+        key, eq, value = item.partition("=")
+        if not eq or key not in MODEL:
+            fail(f"--set {item}: expected KEY=VALUE with KEY in {', '.join(MODEL)}")
+        overrides[key] = type(MODEL[key])(float(value) if isinstance(MODEL[key], int) else value)
+    args.overrides = overrides
     runs = []
     with tempfile.TemporaryDirectory(prefix="charrnn-quality-") as tmp:
         work = Path(tmp)
-        env = dict(os.environ, CHARRNN_CACHE_DIR=str(work / "corpora"))  # the encoded-corpus cache, not the user's
         split, n_train, n_held = split_corpus(args.corpus, work)
-        total = len(args.seeds) * len(args.cells) * len(sides)
         load = os.getloadavg()[0]
-        print(f"machine: {cpu_name()}, {len(os.sched_getaffinity(0))} usable cores, "
-              f"load average {load:.2f}")  # fmt: skip
-        print(f"corpus: {args.corpus.name}, {n_train:,} characters to train on, the last {n_held:,} held out; "
-              f"{args.seconds:g} s of training per run, device {args.device}\n")  # fmt: skip
-        progress(f"{total} runs of {args.seconds:g} s (plus start-up and scoring): about {total * args.seconds / 60:.0f} min")
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.machine())  # fmt: skip
+        print(f"machine: {cpu}, {len(os.sched_getaffinity(0))} usable cores, load average {load:.2f}")
+        print(f"corpus: {args.corpus.name}, {n_train:,} characters to train on, the last {n_held:,} held out\n")
+        todo = plans(args, n_train)
         try:
-            for seed in args.seeds:  # seeds outermost: an interrupted run still has every row once
-                for cell in args.cells:
-                    for side in sides:
-                        progress(f"{side} {cell} seed {seed} ({describe(settings[cell])}) ...")
-                        start = time.perf_counter()
-                        r = runners[side](cell, settings[cell], seed, args.seconds, split, work, env, args.device)
-                        r.update(row="charrnn" if side == "charrnn" else "PyTorch", cell=cell, seed=seed,
-                                 settings=dict(settings[cell], **COMMON), settings_text=describe(settings[cell]),
-                                 wall_s=time.perf_counter() - start)  # fmt: skip
-                        if "error" not in r and not r.get("heldout"):
-                            r["error"] = "no checkpoint to score"
-                        if "error" in r:
-                            progress(f"  failed: {r['error']}")
-                        else:
-                            r["kept"], r["loss"] = min(r["heldout"].items(), key=lambda kv: kv[1])
-                            if len(set(r["heldout"].values())) < len(r["heldout"]):
-                                r["kept"] = "final = best"  # the last validation was the best one
-                            progress(f"  held-out loss {r['loss']:.4f} ({r['kept']}), {r.get('steps', '?')} steps")
-                        runs.append(r)
+            for seed in args.seeds:
+                for row, side, extra in todo:
+                    progress(f"{row} row, {side}, seed {seed} ...")
+                    r = dict(run(side, args, split, work, seed, extra), row=row, side=side, seed=seed)
+                    if "error" in r:
+                        progress(f"  failed: {r['error']}")
+                    else:
+                        r["to_target"] = crossing(r.get("trace") or [], args.target)
+                        progress(f"  held-out {r['loss']:.4f} ({r['kept']}), {r['steps']:,} steps, {r['seconds']:.0f} s"
+                                 + (f", {args.target} at {r['to_target']:.0f} s" if r["to_target"] else ""))  # fmt: skip
+                    runs.append(r)
         except KeyboardInterrupt:
             progress("interrupted: the table shows the runs that finished")
-    if runs:
-        print(summarize(runs))
-    failed = [r for r in runs if "error" in r]
-    for r in failed:
-        print(f"\n{r['row']} {r['cell']} seed {r['seed']} failed: {r['error']}")
-    print("\nkept: which checkpoint scored better on the held-out text (final, or best: the best-validated one).")
+    print(table(runs, args))
+    print(f"\nsettings: MODEL {MODEL}; PEER {PEER}; overrides {args.overrides or 'none'}")
+    for r in runs:
+        if "error" in r:
+            print(f"\n{r['row']} {r['side']} seed {r['seed']} failed: {r['error']}")
     if load > BUSY:
-        why = " (and the PyTorch side's OpenMP threads can slow down much more than charrnn's)" if "peer" in sides else ""
-        print(f"\nwarning: the load average was {load:.2f} when the runs began: other work shares the cores{why}; "
-              "run again when the machine is idle.")
+        print(f"\nwarning: the load average was {load:.2f} when the runs began: run again on an idle machine.")
     if args.json:
-        report = dict(corpus=str(args.corpus), train_chars=n_train, heldout_chars=n_held, seconds=args.seconds,
-                      device=args.device, load_average=load, runs=runs)  # fmt: skip
-        args.json.write_text(json.dumps(report, indent=1))
-    sys.exit(1 if failed else 0)
+        args.json.write_text(json.dumps(dict(corpus=str(args.corpus), load_average=load, runs=runs), indent=1))
+    sys.exit(1 if any("error" in r for r in runs) else 0)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_st
     `text`, and save it to `out` (and the best-validated state to <stem>.best.npz).
 
     settings: cell, layers, hidden, dropout, seq, batch, optimizer, lr, lr_decay, lr_schedule,
-    warmup, min_lr, weight_decay, clip, seed, val_frac, eval_every, save_every, lines, min_count.
+    warmup, min_lr, weight_decay, clip, seed, val_frac, val_split, eval_every, save_every, lines, min_count.
     Stops after `steps`, `epochs` or `time` seconds, whichever comes first (none: 5 epochs).
     on_event(kind, info): progress, as charrnn.training documents ("start", "step", "eval", "save").
     should_stop(): polled after every step; True stops the run and saves it (result.stopped_early).

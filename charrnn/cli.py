@@ -134,7 +134,10 @@ def train(
     epochs: Annotated[Optional[float], typer.Option(help="Stop after this many epochs [default: 5] (with --resume: this many more).", show_default=False)] = None,
     time: Annotated[Optional[float], typer.Option("--time", help="Stop after this many seconds.", show_default=False)] = None,
     seed: Annotated[Optional[int], _setting("Random seed (initial weights).", "seed")] = None,
-    val_frac: Annotated[Optional[float], _setting("Fraction held out from the end for validation.", "val_frac")] = None,
+    val_frac: Annotated[Optional[float], _setting("Fraction held out for validation.", "val_frac")] = None,
+    val_split: Annotated[Optional[str], _setting(
+        "Where validation comes from: spread (the end of each stream's share of the corpus) or tail (the corpus's end).",
+        "val_split")] = None,
     eval_every: Annotated[Optional[int], _setting("Validate every this many steps.", "eval_every")] = None,
     save_every: Annotated[Optional[int], _setting("Save the latest state every this many steps.", "save_every")] = None,
     threads: Annotated[Optional[int], _setting(
@@ -164,7 +167,7 @@ def train(
     given = dict(
         cell=cell, layers=layers, hidden=hidden, dropout=dropout, seq=seq, batch=batch, optimizer=optimizer, lr=lr,
         lr_decay=lr_decay, lr_schedule=lr_schedule, warmup=warmup, min_lr=min_lr, weight_decay=weight_decay, clip=clip,
-        seed=seed, val_frac=val_frac, eval_every=eval_every, save_every=save_every, lines=lines, min_count=min_count,
+        seed=seed, val_frac=val_frac, val_split=val_split, eval_every=eval_every, save_every=save_every, lines=lines, min_count=min_count,
     )  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
     stops = dict(steps=steps, epochs=epochs, time=time)

@@ -8,6 +8,7 @@ from charrnn.errors import UsageError
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 SCHEDULES = ("constant", "cosine")
+VAL_SPLITS = ("spread", "tail")  # charrnn.batches.split_rows
 MAX_LAYERS = 64  # also the most a checkpoint may declare
 DEFAULT_LR = {"adam": 8e-3, "adagrad": 0.1, "sgd": 0.5}  # adam's chosen in the README ("The defaults")
 # Checkpoints record the rate they were trained at; one written before 2026-12-03 may say null, "the
@@ -17,7 +18,8 @@ DEFAULT_EPOCHS = 5  # when none of steps / epochs / time_limit is given
 DEFAULT_WARMUP = 100  # steps, when --warmup is not given (a run shorter than that is never refused for it)
 # The model settings of charrnn before they could be chosen: a format-1 checkpoint (a vanilla RNN)
 # records none of them, and it must resume as what it is whatever today's defaults are.
-UNRECORDED = dict(cell="rnn", layers=1, dropout=0.0, lr_schedule="constant", warmup=0, min_lr=None, weight_decay=0.0)
+UNRECORDED = dict(cell="rnn", layers=1, dropout=0.0, lr_schedule="constant", warmup=0, min_lr=None, weight_decay=0.0,
+                  val_split="tail")
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 10**15
 MAX_SECONDS = 1e12
@@ -25,7 +27,7 @@ MAX_SECONDS = 1e12
 # The settings that define the model and the data layout: a resumed run takes them from the checkpoint.
 FROM_CHECKPOINT = (
     "cell", "layers", "hidden", "dropout", "seq", "batch", "optimizer", "lr", "lr_decay", "lr_schedule", "warmup",
-    "min_lr", "weight_decay", "clip", "val_frac", "eval_every", "save_every", "lines", "min_count", "seed",
+    "min_lr", "weight_decay", "clip", "val_frac", "val_split", "eval_every", "save_every", "lines", "min_count", "seed",
 )  # fmt: skip
 
 
@@ -55,6 +57,7 @@ class TrainConfig:
     time_limit: float | None = None  # seconds
     seed: int = 0
     val_frac: float = 0.05
+    val_split: str = "spread"  # where validation comes from: VAL_SPLITS
     eval_every: int = 200  # steps
     save_every: int = 1000  # steps
     threads: int = 0  # worker threads, each taking a share of the B streams; 0: one per core
@@ -109,6 +112,7 @@ class TrainConfig:
         need(self.epochs is None or 0 < self.epochs <= MAX_EPOCHS, "epochs", f"a positive number up to {MAX_EPOCHS:,}", self.epochs)
         need(self.time_limit is None or 0 < self.time_limit <= MAX_SECONDS, "time", "a positive number of seconds", self.time_limit)
         need(0 <= self.val_frac < 0.5, "val-frac", "a fraction in [0, 0.5)", self.val_frac)
+        need(self.val_split in VAL_SPLITS, "val-split", "one of " + ", ".join(VAL_SPLITS), self.val_split)
         need(self.eval_every >= 1, "eval-every", "at least 1", self.eval_every)
         need(self.save_every >= 1, "save-every", "at least 1", self.save_every)
         need(self.min_count >= 1, "min-count", "at least 1", self.min_count)

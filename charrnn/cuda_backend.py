@@ -230,19 +230,20 @@ class DeviceTrainer:
 
     def upload_streams(self, streams):
         """Keep the training ids on the device for the whole run: streams is the (B, L+1) stream
-        view (charrnn.batches.stream_view) of a contiguous id array; windows are then cut on the
-        device by step_at, and no ids cross per step."""
+        view (charrnn.batches.split_rows) of a contiguous id array, its rows `stride` ids apart;
+        windows are then cut on the device by step_at, and no ids cross per step."""
         B, L = streams.shape[0], streams.shape[1] - 1
         assert B == self.ws.B and streams.strides[1] == streams.itemsize
-        flat = np.lib.stride_tricks.as_strided(streams, shape=(B * L + 1,), strides=(streams.strides[1],))
+        stride = streams.strides[0] // streams.itemsize
+        flat = np.lib.stride_tricks.as_strided(streams, shape=((B - 1) * stride + L + 1,), strides=(streams.itemsize,))
         self.stream_ids = _cuda().to_device(flat.astype(np.int32))
-        self.stream_len = L
+        self.stream_stride = stride
 
     def step_at(self, start, lr, dropout=None):
         """step() on the window at step `start` of the uploaded streams (see upload_streams)."""
         k, ws = _k(), self.ws
         grid = (k.blocks(ws.B, k.TILE), k.blocks(ws.T, k.TILE)), (k.TILE, k.TILE)
-        k.gather_window[grid](self.stream_ids, self.stream_len, start, ws.xy)
+        k.gather_window[grid](self.stream_ids, self.stream_stride, start, ws.xy)
         return self._update(lr, dropout)
 
     def step(self, xs, ys, lr, dropout=None):

@@ -100,15 +100,9 @@ def evaluate_ids(params, ids, eos_id=EOS_ID, device="cpu"):
     return EvalResult(loss=total / count, chars=count)
 
 
-def validation_rows(ids, batch, T):
-    """The (B, L+1) stream view validation scores: up to `batch` streams of at least T steps."""
-    return stream_view(ids, max(1, min(batch, (len(ids) - 1) // T)))
-
-
-def validation_loss(params, ids, batch, T, runner=None):
-    """Mean loss on held-out ids, as up to `batch` parallel streams (each from h = 0), their
+def validation_loss(params, rows, T, runner=None):
+    """Mean loss on the validation rows (charrnn.batches.split_rows), each from h = 0 in windows of T, their
     groups spread over the threads of `runner` (a charrnn.parallel.WindowRunner) when given."""
-    rows = validation_rows(ids, batch, T)
     workers = 1 if runner is None else min(runner.workers, rows.shape[0])
     groups = [rows[a:b] for a, b in split_streams(rows.shape[0], workers)]
     run_all = map if runner is None else runner.map

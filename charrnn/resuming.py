@@ -95,7 +95,7 @@ def load_resume(path, force=False):
         need(raw.get(name) is None or _is_int(raw[name]), f"meta 'train.{name}' must be an integer, not {raw.get(name)!r}")
     for name in _NUMBER_SETTINGS:
         need(raw.get(name) is None or _is_number(raw[name]), f"meta 'train.{name}' must be a number, not {raw.get(name)!r}")
-    for name in ("optimizer", "cell", "lr_schedule"):
+    for name in ("optimizer", "cell", "lr_schedule", "val_split"):
         need(isinstance(raw.get(name, ""), str), f"meta 'train.{name}' must be a string")
     need(isinstance(raw.get("lines", False), bool), "meta 'train.lines' must be true or false")
     try:

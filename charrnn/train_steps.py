@@ -7,7 +7,7 @@ charrnn.train's loop is the same for both; it talks to one of these:
     steps.step(start, lr)        loss and gradients of the window at step `start` of the streams, from the
                                  carried state, clipping, and an optimizer update unless the loss or the
                                  norm is inf/NaN; -> (loss, norm)
-    steps.validation_loss(ids)   mean loss on held-out ids (charrnn.evaluate's protocol)
+    steps.validation_loss(rows)  mean loss on the validation rows (charrnn.batches.split_rows)
     steps.to_host()              run.params, run.opt and run.state up to date (before checks and saves)
 
 On the CPU the state lives in the _Run (run.params, run.grads, run.opt, run.state) and to_host does
@@ -23,7 +23,7 @@ import numpy as np
 
 from charrnn.batches import fill_window
 from charrnn.errors import UsageError
-from charrnn.evaluate import device_rows_loss, validation_loss, validation_rows
+from charrnn.evaluate import device_rows_loss, validation_loss
 from charrnn.kernels import cpu
 from charrnn.network import Dropout
 from charrnn.parallel import WindowRunner
@@ -56,8 +56,8 @@ class CpuSteps:
             run.opt.step(run.params, run.grads, lr)
         return loss, norm
 
-    def validation_loss(self, ids):
-        return float(validation_loss(self.run.params, ids, self.B, self.T, self.runner))
+    def validation_loss(self, rows):
+        return float(validation_loss(self.run.params, rows, self.T, self.runner))
 
     def to_host(self):
         pass
@@ -95,8 +95,7 @@ class CudaSteps:
         loss = self.trainer.step_at(start, lr, dropout)  # the update is skipped on the device when not finite
         return loss, self.trainer.last_norm
 
-    def validation_loss(self, ids):
-        rows = validation_rows(ids, self.B, self.T)
+    def validation_loss(self, rows):
         if self.val_ws is None:
             self.val_ws = self.cb.DeviceWorkspace(self.run.params.arch, min(self.T, rows.shape[1] - 1), rows.shape[0])
         total, count = device_rows_loss(self.trainer.params, rows, self.T, self.val_ws)

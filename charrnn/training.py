@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import __version__
-from charrnn.batches import split_train_val, stream_view, windows_per_epoch
+from charrnn.batches import split_rows, windows_per_epoch
 from charrnn.checkpoint import Checkpoint, remove_temp_files, save_checkpoint
 from charrnn.config import FROM_CHECKPOINT, TrainConfig, flag, plan_steps
 from charrnn.device import resolve_device
@@ -47,7 +47,7 @@ from charrnn.train_steps import make_steps
 from charrnn.vocab import EOS_ID, UNK_ID
 
 
-VAL_MAX_TOKENS = 1 << 18  # validation scores at most this much of the held-out tail, to stay quick
+VAL_MAX_TOKENS = 1 << 18  # validation scores at most about this many held-out ids, to stay quick
 
 
 @dataclass
@@ -180,15 +180,18 @@ def _train(corpus, cfg, out, report, should_stop, resume, device, live):
         for name in FROM_CHECKPOINT:
             if getattr(cfg, name) != getattr(resume.settings, name):
                 raise UsageError(f"{flag(name)} must be the checkpoint's when resuming (use resume_config)")
-    train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)
-    val_ids = val_ids[:VAL_MAX_TOKENS]
     T, B = cfg.seq, cfg.batch
-    if (len(train_ids) - 1) // B < T:
+    try:
+        streams, val_rows = split_rows(corpus.ids, B, T, cfg.val_frac, cfg.val_split, VAL_MAX_TOKENS)  # (B, L+1), (b, l+1)
+    except ValueError:
+        streams = None
+    n_val = int(len(corpus.ids) * cfg.val_frac)
+    train_tokens = len(corpus.ids) - (n_val if n_val >= 2 else 0)
+    if streams is None or streams.shape[1] - 1 < T:
         raise UsageError(
-            f"the corpus gives {len(train_ids)} training tokens, too few for --batch {B} x --seq {T} "
+            f"the corpus gives {train_tokens} training tokens, too few for --batch {B} x --seq {T} "
             f"(needs at least {B * T + 1}); lower --batch or --seq"
         )
-    streams = stream_view(train_ids, B)  # (B, L+1)
     per_epoch = windows_per_epoch(streams, T)
     if same_corpus and resume is not None and per_epoch != resume.meta["windows_per_epoch"]:
         raise CheckpointError(
@@ -217,8 +220,8 @@ def _train(corpus, cfg, out, report, should_stop, resume, device, live):
         "start",
         dict(
             params=run.params.flat.size,
-            train_tokens=len(train_ids),
-            val_tokens=len(val_ids),
+            train_tokens=train_tokens,
+            val_tokens=0 if val_rows is None else val_rows.size,
             windows_per_epoch=per_epoch,
             total_steps=total,
             start_step=run.step,
@@ -229,7 +232,7 @@ def _train(corpus, cfg, out, report, should_stop, resume, device, live):
         steps = make_steps(device, run, T, B, streams)
         try:
             run.workers = steps.workers
-            stopped_early, rate, has_best = _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume, sampler)
+            stopped_early, rate, has_best = _loop(run, steps, schedule, val_rows, per_epoch, total, out, report, should_stop, resume, sampler)
         finally:
             steps.close()
     return TrainResult(
@@ -244,7 +247,7 @@ def _train(corpus, cfg, out, report, should_stop, resume, device, live):
     )
 
 
-def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_stop, resume, sampler):
+def _loop(run, steps, schedule, val_rows, per_epoch, total, out, report, should_stop, resume, sampler):
     cfg = run.cfg
     T, B = cfg.seq, cfg.batch
     start_time = time.perf_counter()
@@ -279,7 +282,7 @@ def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_s
 
     def evaluate():
         with speed.paused():
-            loss = steps.validation_loss(val_ids)
+            loss = steps.validation_loss(val_rows)
         if not math.isfinite(loss):
             check_weights()
             raise diverged(run.step, f"validation loss {loss}")
@@ -315,7 +318,7 @@ def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_s
                             elapsed=elapsed, eta=eta, grad_norm=norm, lr=lr))  # fmt: skip
 
         improved = False
-        if len(val_ids) and run.step % cfg.eval_every == 0:
+        if val_rows is not None and run.step % cfg.eval_every == 0:
             improved = evaluate()
         if improved or run.step % cfg.save_every == 0:
             saved_step = save(best=improved)
@@ -330,7 +333,7 @@ def _loop(run, steps, schedule, val_ids, per_epoch, total, out, report, should_s
             break
 
     improved = False
-    if len(val_ids) and (run.last_val_loss is None or run.step % cfg.eval_every):
+    if val_rows is not None and (run.last_val_loss is None or run.step % cfg.eval_every):
         improved = evaluate()  # unless the last step was just evaluated
     if saved_step != run.step:
         save(best=improved)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charrnn.batches import fill_window, split_train_val, stream_view, windows_per_epoch
+from charrnn.batches import fill_window, split_rows, split_train_val, stream_view, windows_per_epoch
 
 
 def test_streams_are_contiguous_equal_parts():
@@ -44,3 +44,48 @@ def test_split_holds_out_the_end():
 def test_too_few_ids_for_the_streams():
     with pytest.raises(ValueError):
         stream_view(np.arange(3), 4)
+
+
+def targets(rows):
+    """The positions (ids are their own positions here) that a stream view predicts: all but each row's first."""
+    return set(rows[:, 1:].ravel().tolist())
+
+
+def test_spread_validation_takes_the_end_of_every_streams_segment():
+    ids = np.arange(1003)  # S = 250 per stream, 3 left over
+    train, val = split_rows(ids, 4, 8, 0.1)
+    assert train.shape == (4, 225) and val.shape == (4, 25)
+    for r in range(4):
+        np.testing.assert_array_equal(train[r], ids[r * 250 : r * 250 + 225])
+        np.testing.assert_array_equal(val[r], ids[r * 250 + 225 : (r + 1) * 250])
+    assert not targets(train) & targets(val)  # no id is predicted in both
+    assert targets(train) | targets(val) | set(val[:, 0].tolist()) | {0, 250, 500, 750} >= set(range(1000))
+    assert not train.flags.writeable and not val.flags.writeable
+
+
+def test_tail_validation_is_the_end_of_the_corpus_as_before():
+    ids = np.arange(1000)
+    train, val = split_rows(ids, 4, 8, 0.05, "tail")
+    np.testing.assert_array_equal(train, stream_view(ids[:950], 4))
+    np.testing.assert_array_equal(val, stream_view(ids[950:], 4))  # up to B rows of at least T steps
+    _, val = split_rows(ids, 4, 20, 0.05, "tail")
+    assert val.shape[0] == 2
+
+
+@pytest.mark.parametrize("how", ["spread", "tail"])
+def test_no_validation_keeps_every_id_for_training(how):
+    ids = np.arange(1000)
+    train, val = split_rows(ids, 4, 8, 0.0, how)
+    assert val is None
+    np.testing.assert_array_equal(train, stream_view(ids, 4))
+    assert split_rows(ids, 4, 8, 0.001, how)[1] is None  # one id is no validation
+
+
+def test_spread_validation_is_capped_and_falls_back_to_the_tail_on_short_segments():
+    ids = np.arange(100_000)
+    _, val = split_rows(ids, 10, 8, 0.2, val_max=1000)
+    assert val.shape == (10, 100)
+    np.testing.assert_array_equal(val[3], ids[38_000:38_100])
+    train, val = split_rows(np.arange(100), 40, 1, 0.02)  # v = int(2 * 0.02) = 0 per segment
+    np.testing.assert_array_equal(val, stream_view(np.arange(98, 100), 1))
+    np.testing.assert_array_equal(train, stream_view(np.arange(98), 40))

@@ -61,6 +61,7 @@ ERRORS = [
     ((*T, "--lr", "-1"), 2, "--lr must be a number in (0, 100] (got -1.0)"),
     ((*T, "--clip", "-1"), 2, "--clip must be a non-negative number (0 disables clipping) (got -1.0)"),
     ((*T, "--val-frac", "0.9"), 2, "--val-frac must be a fraction in [0, 0.5) (got 0.9)"),
+    ((*T, "--val-split", "middle"), 2, "--val-split must be one of spread, tail (got 'middle')"),
     ((*T, "--optimizer", "rmsprop"), 2, "--optimizer must be one of adam, adagrad, sgd (got 'rmsprop')"),
     (("train", "corpus.txt", "--steps", "0"), 2, "--steps must be at least 1 (got 0)"),
     (("train", "corpus.txt", "--steps", "1" + "0" * 400), 2, "--steps must be at most 1,000,000,000,000,000 (got 1" + "0" * 400 + ")"),

@@ -265,7 +265,7 @@ if MODE in ("sim", "device"):
         for k in (0, 1, windows_per_epoch(streams, T) - 1):  # first, next, last window of the epoch
             fill_window(streams, k * T, xs, ys)
             grid = (K.blocks(B, K.TILE), K.blocks(T, K.TILE)), (K.TILE, K.TILE)
-            K.gather_window[grid](trainer.stream_ids, trainer.stream_len, k * T, trainer.ws.xy)
+            K.gather_window[grid](trainer.stream_ids, trainer.stream_stride, k * T, trainer.ws.xy)
             xy = trainer.ws.xy.copy_to_host()
             np.testing.assert_array_equal(xy[0], xs)
             np.testing.assert_array_equal(xy[1], ys)

@@ -59,3 +59,24 @@ def test_a_checkpoint_that_recorded_the_default_rate_as_null_resumes_at_the_rate
     np.savez(path, **arrays)
     assert resume_config(load_resume(path), steps=1).learning_rate == 2e-3
     assert load_model(path).info()["train"]["lr"] == 2e-3  # charrnn info shows that rate, not None
+
+
+def test_validation_is_spread_over_the_corpus_unless_a_checkpoint_says_otherwise(corpus, tmp_path):
+    """Before 2026-12-05 validation was the corpus's tail and checkpoints did not say so: one that
+    records no val_split resumes on the tail, bit for bit as one run on the tail."""
+    path = tmp_path / "m.npz"
+    train(corpus, TrainConfig(**TINY, steps=3), path)
+    assert recorded(path)["val_split"] == "spread"
+    train(corpus, TrainConfig(**TINY, steps=6, val_split="tail"), tmp_path / "tail.npz")
+    train(corpus, TrainConfig(**TINY, steps=3, val_split="tail"), path)
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["train"]["val_split"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    resume(corpus, path, steps=3)
+    one, two = load_checkpoint(tmp_path / "tail.npz"), load_checkpoint(path)
+    assert two.meta["train"]["val_split"] == "tail"
+    assert two.meta["best_val_loss"] == one.meta["best_val_loss"]
+    assert all(np.array_equal(one.params[k], two.params[k]) for k in one.params)

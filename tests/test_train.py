@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import charrnn.training as train_module
+from charrnn.batches import split_rows
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
@@ -100,8 +101,8 @@ def test_checkpoints_latest_and_best(corpus, tmp_path):
     assert {"opt.m.weight_hh_l0", "opt.v.weight_hh_l0"} <= set(latest.state)
     # the best file holds the state whose validation loss was the best
     params = FlatParams(best.arch).load(best.params)
-    _, val_ids = train_module.split_train_val(corpus.ids, 0.1)
-    assert validation_loss(params, val_ids, 4, 16) == pytest.approx(result.best_val_loss, rel=1e-6)
+    _, val_rows = split_rows(corpus.ids, 4, 16, 0.1)
+    assert validation_loss(params, val_rows, 16) == pytest.approx(result.best_val_loss, rel=1e-6)
     evals = [info for kind, info in events if kind == "eval"]
     assert [e["step"] for e in evals] == [50, 100, 120]
 

@@ -278,13 +278,13 @@ def multiply(a, b, out):
 
 
 @cuda.jit
-def gather_window(ids, L, start, xy):
-    """xy (2, T, B) int32 <- the window at step `start` of the (B, L+1) stream view of ids (N,)
-    (charrnn.batches): xy[0, t, b] = ids[b*L + start + t], xy[1, t, b] = the id after it.
-    Launch: 2-d grid over (B, T), x along B."""
+def gather_window(ids, stride, start, xy):
+    """xy (2, T, B) int32 <- the window at step `start` of a stream view of ids (N,) whose rows
+    are `stride` ids apart (charrnn.batches): xy[0, t, b] = ids[b*stride + start + t], xy[1, t, b]
+    = the id after it. Launch: 2-d grid over (B, T), x along B."""
     b, t = cuda.grid(2)
     if t < xy.shape[1] and b < xy.shape[2]:
-        i = b * L + start + t
+        i = b * stride + start + t
         xy[0, t, b] = ids[i]
         xy[1, t, b] = ids[i + 1]
 
