@@ -11,11 +11,12 @@ held-out text (both written to a temporary folder, never into the repository).
   same windows: charrnn with --val-frac 0, so neither holds any text out. Tells whether the two
   learn alike per step.
 - time: `charrnn train TRAIN --time S` with every setting at charrnn's defaults (validation
-  included, in the clock), against the peer with its own best settings (PEER) for the same S
-  seconds of training.
+  included, in the clock, the cosine over the S seconds), against the peer with its own best
+  settings (PEER, the cosine over the same S seconds of training).
 - target: seconds of training to reach --target held out, each side scored every --trace-every
   steps with its clock stopped: charrnn's defaults as a user runs them (`charrnn train TRAIN`),
-  the peer with the same settings and plan (MODEL over the steps charrnn's default plan takes).
+  the peer with the same settings and plan (MODEL over as many steps as that charrnn run planned).
+  Both run to the end, so this row's loss is also what the defaults give.
 
 Each run is a subprocess (benchmarks/trace_charrnn.py, benchmarks/peer_plain.py), one at a time,
 seeds outermost. charrnn's score is the better of its final and best-validated checkpoint (the
@@ -41,7 +42,7 @@ MODEL = dict(cell="gru", layers=1, hidden=512, dropout=0.2, seq=64, batch=32, lr
              warmup=100, min_lr=8e-4, clip=5.0)  # fmt: skip
 # the peer's best for the time row, chosen by measurement (benchmarks/README.md, "The peer's settings")
 PEER = dict(MODEL)
-DEFAULT_EPOCHS = 10  # charrnn's default plan, for the target row's peer
+PLANNED = "{planned}"
 BUSY = 0.5  # a load average above this when the runs begin gets a warning under the table
 
 
@@ -65,12 +66,6 @@ def split_corpus(source, work):
     split["train"].write_text(text[:cut], encoding="utf-8")
     split["heldout"].write_text(text[cut:], encoding="utf-8")
     return split, cut, len(text) - cut
-
-
-def per_epoch(n_chars, settings, val_frac):
-    """Steps in an epoch of n_chars training characters (charrnn.batches: B streams, windows of T)."""
-    kept = n_chars - int(n_chars * val_frac)
-    return (kept // settings["batch"] - 1) // settings["seq"]
 
 
 def run(side, args, split, work, seed, extra):
@@ -104,18 +99,17 @@ def crossing(trace, target):
     return None
 
 
-def plans(args, n_train):
-    """(row, side, flags) for every run of one seed."""
+def plans(args):
+    """(row, side, flags) for every run of one seed; PLANNED in a flag is the steps the seed's
+    charrnn target run planned, known once it has run."""
     model, peer = dict(MODEL, **args.overrides), dict(PEER, **args.overrides)
-    default_steps = DEFAULT_EPOCHS * per_epoch(n_train, model, 0.05)
     rows = {
         "steps": [("charrnn", [*flags(model), "--val-frac", "0", "--steps", str(args.steps)]),
                   ("peer", [*flags(model), "--steps", str(args.steps)])],
-        "time": [("charrnn", ["--time", str(args.seconds)]),
+        "time": [("charrnn", [*flags(args.overrides), "--time", str(args.seconds)]),
                  ("peer", [*flags(peer), "--time", str(args.seconds)])],
-        "target": [("charrnn", ["--trace-every", str(args.trace_every), "--target", str(args.target)]),
-                   ("peer", [*flags(model), "--steps", str(default_steps), "--trace-every", str(args.trace_every),
-                             "--target", str(args.target)])],
+        "target": [("charrnn", [*flags(args.overrides), "--trace-every", str(args.trace_every)]),
+                   ("peer", [*flags(model), "--steps", PLANNED, "--trace-every", str(args.trace_every)])],
     }  # fmt: skip
     return [(row, side, extra) for row in args.rows for side, extra in rows[row]]
 
@@ -151,11 +145,11 @@ def main():
     parser.add_argument("--rows", nargs="+", choices=("steps", "time", "target"), default=["steps", "time", "target"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=2000, help="the steps row's length (default: 2000)")
-    parser.add_argument("--seconds", type=float, default=300, help="the time row's budget (default: 300)")
+    parser.add_argument("--seconds", type=float, default=150, help="the time row's budget (default: 150)")
     parser.add_argument("--target", type=float, default=1.60, help="the target row's held-out loss (default: 1.60)")
     parser.add_argument("--trace-every", type=int, default=100, help="the target row's steps between scores")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="change a setting of MODEL and PEER (both sides) for this run")
+                        help="change a setting for every run of both sides (MODEL, PEER and charrnn's defaults)")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help=f"default: {CORPUS}")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()
@@ -177,16 +171,24 @@ def main():
                     if line.startswith("model name")), platform.machine())  # fmt: skip
         print(f"machine: {cpu}, {len(os.sched_getaffinity(0))} usable cores, load average {load:.2f}")
         print(f"corpus: {args.corpus.name}, {n_train:,} characters to train on, the last {n_held:,} held out\n")
-        todo = plans(args, n_train)
+        todo = plans(args)
         try:
             for seed in args.seeds:
+                planned = None
                 for row, side, extra in todo:
+                    if PLANNED in extra:
+                        if planned is None:
+                            progress(f"{row} row, {side}, seed {seed}: skipped, charrnn's run gave no plan")
+                            continue
+                        extra = [str(planned) if arg == PLANNED else arg for arg in extra]
                     progress(f"{row} row, {side}, seed {seed} ...")
                     r = dict(run(side, args, split, work, seed, extra), row=row, side=side, seed=seed)
                     if "error" in r:
                         progress(f"  failed: {r['error']}")
                     else:
                         r["to_target"] = crossing(r.get("trace") or [], args.target)
+                        if row == "target" and side == "charrnn":
+                            planned = r.get("planned_steps")
                         progress(f"  held-out {r['loss']:.4f} ({r['kept']}), {r['steps']:,} steps, {r['seconds']:.0f} s"
                                  + (f", {args.target} at {r['to_target']:.0f} s" if r["to_target"] else ""))  # fmt: skip
                     runs.append(r)

@@ -76,7 +76,7 @@ def main():
     if result.best_checkpoint:
         scores["best"] = charrnn.load(result.best_checkpoint).evaluate(held).loss
     report = dict(steps=result.steps, seconds=seconds, chars_per_s=result.chars_per_s, heldout=scores,
-                  best_val_loss=result.best_val_loss, epochs=last.get("epoch"), trace=trace,
+                  best_val_loss=result.best_val_loss, epochs=last.get("epoch"), planned_steps=last.get("total_steps"), trace=trace,
                   reached=reached[0] if reached else None, settings=charrnn.load(out).settings)  # fmt: skip
     with open(args.json, "w") as f:
         json.dump(report, f, indent=1)

@@ -10,7 +10,7 @@ OPTIMIZERS = ("adam", "adagrad", "sgd")
 SCHEDULES = ("constant", "cosine")
 VAL_SPLITS = ("spread", "tail")  # charrnn.batches.split_rows
 MAX_LAYERS = 64  # also the most a checkpoint may declare
-DEFAULT_LR = {"adam": 8e-3, "adagrad": 0.1, "sgd": 0.5}  # adam's chosen in the README ("The defaults")
+DEFAULT_LR = {"adam": 8e-3, "adagrad": 0.1, "sgd": 0.5}  # adam's: benchmarks/README.md, "Where the loss went"
 # Checkpoints record the rate they were trained at; one written before 2026-12-03 may say null, "the
 # optimizer's default" of then, and must resume at that rate whatever today's default is.
 UNRECORDED_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
@@ -38,7 +38,7 @@ def flag(name):
 
 @dataclass
 class TrainConfig:
-    cell: str = "gru"  # charrnn.cells; the defaults are chosen in the README ("The defaults")
+    cell: str = "gru"  # charrnn.cells; the defaults: benchmarks/README.md, "Where the loss went"
     layers: int = 1  # L
     hidden: int = 512  # H
     dropout: float = 0.2  # on every layer's output, in training

@@ -1,4 +1,4 @@
-"""A charrnn checkpoint loads into PyTorch with the README's code, as written, and scores a text
+"""A charrnn checkpoint loads into PyTorch with docs/format.md's code, as written, and scores a text
 as charrnn does: for every cell with 2 layers."""
 
 import re
@@ -15,26 +15,26 @@ from charrnn.trained import load_model
 
 torch = pytest.importorskip("torch")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+FORMAT = Path(__file__).resolve().parents[1] / "docs" / "format.md"
 TEXT = "the quick brown fox jumps over the lazy dog; " * 40
 
 
-def readme_block():
+def format_block():
     """The python block after the <!-- torch-mapping --> marker."""
-    match = re.search(r"<!-- torch-mapping -->\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert match, "README.md has no torch-mapping block"
+    match = re.search(r"<!-- torch-mapping -->\n```python\n(.*?)```", FORMAT.read_text(encoding="utf-8"), re.S)
+    assert match, "docs/format.md has no torch-mapping block"
     return match.group(1)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_readme_loads_a_checkpoint_into_pytorch_with_the_same_loss(tmp_path, cell):
+def test_format_doc_loads_a_checkpoint_into_pytorch_with_the_same_loss(tmp_path, cell):
     (tmp_path / "corpus.txt").write_text(TEXT)
     corpus = load_corpus([str(tmp_path / "corpus.txt")])
     path = tmp_path / "m.npz"
     train(corpus, TrainConfig(cell=cell, layers=2, hidden=16, seq=8, batch=4, steps=40, dropout=0.2, val_frac=0.0,
                                    lr_schedule="constant", warmup=0), path)  # 40 steps: all of them at full rate
     namespace = {}
-    exec(compile(readme_block(), "README.md", "exec"), namespace)
+    exec(compile(format_block(), "docs/format.md", "exec"), namespace)
     text = "the lazy fox, quick over the brown dog!"  # "," and "!" are not in TEXT: <unk> on both sides
     model = load_model(path)
     ids, _ = model.vocab.encode_text(text)

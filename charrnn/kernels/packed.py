@@ -1,8 +1,8 @@
 """Matrix products at the recurrence's shapes, written for the CPU's vector registers.
 
 Each step of the recurrence multiplies a few rows (B/workers streams, often 16) by the (H, H)
-weights. OpenBLAS runs (16, 512) @ (512, 512) at about 60 GFLOP/s on one core of the machine in
-the README, because it repacks the 1 MB matrix on every call; numba's own loops reach under 30,
+weights. OpenBLAS runs (16, 512) @ (512, 512) at about 60 GFLOP/s on one core of a 2-core
+AVX-512 machine, because it repacks the 1 MB matrix on every call; numba's own loops reach under 30,
 because LLVM keeps their accumulators in memory. Here the weights are packed once per window into
 panels of L columns (one vector register: L = 16 float32 with AVX-512), and a tile of rows by a few
 panels keeps its accumulators in registers across the whole inner dimension: 130-180 GFLOP/s at
