@@ -15,8 +15,6 @@ and holding it out of training was the largest loss the quality benchmark found
 (benchmarks/README.md, "Where the loss went").
 """
 
-import numpy as np
-
 from numpy.lib.stride_tricks import as_strided
 
 

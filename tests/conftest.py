@@ -1,5 +1,8 @@
-"""Shared fixtures. Each pytest-xdist worker gets its own numba cache folder, so parallel
-workers never race writing the same cache files."""
+"""Shared fixtures (shared plain helpers and constants are in helpers.py and checkpoint_helpers.py),
+and the `slow` marker: slow tests run only when CHARRNN_TESTS=all is set.
+
+Each pytest-xdist worker gets its own numba cache folder, so parallel workers never race writing
+the same cache files."""
 
 import atexit
 import os
@@ -22,6 +25,11 @@ if "CHARRNN_CACHE_DIR" not in os.environ:
 os.environ.setdefault("CHARRNN_DEVICE", "cpu")
 
 import pytest  # noqa: E402
+from checkpoint_helpers import make_checkpoint  # noqa: E402
+from helpers import CORPUS, NAMES_TEXT, TINY, TRAIN_TEXT, ok  # noqa: E402
+
+from charrnn.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from charrnn.corpus import load_corpus  # noqa: E402
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 REPO = Path(__file__).resolve().parents[1]
@@ -33,3 +41,89 @@ def shakespeare():
     if not SHAKESPEARE.is_file():
         pytest.skip(f"{SHAKESPEARE} not found")
     return SHAKESPEARE
+
+
+# ------------------------------------------------------------------ slow tests
+
+SLOW_SKIP = "slow: set CHARRNN_TESTS=all to run it"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked slow unless CHARRNN_TESTS=all (what .ci/run sets)."""
+    if os.environ.get("CHARRNN_TESTS") == "all":
+        return
+    skip = pytest.mark.skip(reason=SLOW_SKIP)
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
+# ------------------------------------------------------------------ a folder of one's own
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """The test runs in its own folder, tmp_path, holding corpus.txt (helpers.CORPUS); default
+    outputs land there. Not autouse, as some tests count the files in their tmp_path: a file has
+    every test run so with `pytestmark = pytest.mark.usefixtures("in_tmp")`, a test by naming it
+    (or corpus)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def corpus(in_tmp):
+    """in_tmp's corpus.txt, as a path relative to the test's folder."""
+    return Path("corpus.txt")
+
+
+# ------------------------------------------------------------------ tiny models, through the CLI
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """One tiny model trained on CORPUS, reused by a file's sample / eval / info tests (read-only)."""
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+    out = folder / "model.npz"
+    ok("train", folder / "corpus.txt", *TINY, "--quiet", "--out", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def names_model(tmp_path_factory):
+    """A tiny --lines model: every name is one record."""
+    folder = tmp_path_factory.mktemp("names")
+    (folder / "names.txt").write_text(NAMES_TEXT, encoding="utf-8")
+    out = folder / "names.npz"
+    ok("train", folder / "names.txt", "--lines", *TINY[:-4], "--steps", "80", "--eval-every", "20", "-q", "-o", out)
+    return out
+
+
+# ------------------------------------------------------------------ the library's train()
+
+
+@pytest.fixture
+def loaded_corpus(tmp_path):
+    """helpers.TRAIN_TEXT as load_corpus gives it (from tmp_path/tiny.txt), for train()."""
+    path = tmp_path / "tiny.txt"
+    path.write_text(TRAIN_TEXT)
+    return load_corpus([str(path)])
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+@pytest.fixture
+def ckpt() -> Checkpoint:
+    """checkpoint_helpers' default small checkpoint: a 2-layer GRU with its training state."""
+    return make_checkpoint()
+
+
+@pytest.fixture
+def good(tmp_path, ckpt) -> str:
+    """Path of a valid checkpoint file (ckpt, saved)."""
+    path = str(tmp_path / "model.npz")
+    save_checkpoint(path, ckpt)
+    return path

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import charrnn
-from test_cli import API_TINY, CORPUS, TINY, cli, corpus, in_tmp, ok  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
+from helpers import API_TINY, CORPUS, TINY, cli, ok
 
-
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 
 def test_import_charrnn_loads_neither_numpy_nor_numba():

@@ -19,95 +19,11 @@ from hypothesis import strategies as st
 
 from charrnn import checkpoint as ck
 from charrnn.cells import CELLS
-from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.errors import CheckpointError
-from charrnn.params import FORMAT1_NAMES, Arch, layout
+from charrnn.params import Arch, layout
 
-H, V, B = 8, 7, 2
-VOCAB = ["<unk>", "<eos>", "a", "b", "c", "d", "e"]
-ARCHS = [(cell, layers) for cell in CELLS for layers in (1, 2)]
-# The default file: a 2-layer GRU, the richest layout (a second layer, and bias_hh).
-GRU2 = layout(Arch("gru", 2, H, V))
-
-
-def make_checkpoint(seed: int = 0, cell: str = "gru", layers: int = 2, h=H, v=V, b=B) -> Checkpoint:
-    arch = Arch(cell, layers, h, v)
-    rng = np.random.default_rng(seed)
-    params = {n: rng.standard_normal(s).astype(np.float32) for n, s in layout(arch).items()}
-    state = {f"opt.{slot}.{n}": rng.random(params[n].shape, dtype=np.float32) for slot in ("m", "v") for n in params}
-    state["h_carry"] = rng.standard_normal(arch.state_shape(b)).astype(np.float32)
-    meta = {
-        "unk_id": 0, "eos_id": 1, "step": 42, "best_val_loss": 1.25, "lines": False,
-        "model": {"cell": cell, "layers": layers, "hidden": h, "vocab_size": v, "dropout": 0.25},
-        "corpus": {"fingerprint": "sha256:abc", "chars": 1000},
-        "train": {"lr": 0.002, "optimizer": "adam"},
-        "rng": np.random.default_rng(1).bit_generator.state,
-    }
-    return Checkpoint(params=params, vocab=[*VOCAB[:2], *"abcdefghijklmnop"[: v - 2]], meta=meta, state=state)
-
-
-@pytest.fixture
-def ckpt() -> Checkpoint:
-    return make_checkpoint()
-
-
-@pytest.fixture
-def good(tmp_path, ckpt) -> str:
-    """Path of a valid checkpoint file."""
-    path = str(tmp_path / "model.npz")
-    save_checkpoint(path, ckpt)
-    return path
-
-
-def arrays_of(path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
-
-
-def arrays_of_checkpoint(c: Checkpoint) -> dict:
-    """The arrays save_checkpoint would write, without the checks (to damage them)."""
-    return {**c.params, **c.state, "meta": np.array(json.dumps({**c.meta, "format": "charrnn", "version": 2})),
-            "vocab": np.array(c.vocab)}
-
-
-def meta_of(arrays: dict) -> dict:
-    return json.loads(str(arrays["meta"]))
-
-
-def with_meta(arrays: dict, meta: dict) -> dict:
-    return {**arrays, "meta": np.array(json.dumps(meta))}
-
-
-def format1_arrays(arrays: dict) -> dict:
-    """A 1-layer rnn file's arrays as version 1 wrote them: old names, h_carry (B, H), no layers."""
-    old = {new: name for name, new in FORMAT1_NAMES.items()}
-    renamed = {}
-    for name, arr in arrays.items():
-        head, dot, last = name.rpartition(".")
-        renamed[head + dot + old.get(last, last)] = arr
-    renamed["h_carry"] = arrays["h_carry"].reshape(arrays["h_carry"].shape[2:])
-    meta = meta_of(arrays)
-    meta["version"] = 1
-    meta["model"] = {k: meta["model"][k] for k in ("cell", "hidden", "vocab_size")}
-    return with_meta(renamed, meta)
-
-
-def refusal(path) -> str:
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
-
-
-def assert_same(back: Checkpoint, ckpt: Checkpoint) -> None:
-    for group, original in ((back.params, ckpt.params), (back.state, ckpt.state)):
-        assert list(group) == list(original)
-        for name, arr in group.items():
-            assert arr.dtype == np.float32 and arr.tobytes() == original[name].tobytes(), name
-            assert arr.shape == original[name].shape
-    assert back.vocab == ckpt.vocab
-
+from checkpoint_helpers import ARCHS, B, GRU2, H, V, VOCAB, arrays_of_checkpoint, assert_same, format1_arrays, make_checkpoint
 
 # ------------------------------------------------------------------ saving
 
@@ -277,7 +193,8 @@ def test_save_refuses_what_load_would_refuse(tmp_path, ckpt, damage, reason):
 
 # ------------------------------------------------------------- fuzzing
 
-# Mutated checkpoints per fuzz test; CHARRNN_FUZZ_EXAMPLES=20000 for a longer hunt.
+# Mutated checkpoints per fuzz test (marked slow: CHARRNN_TESTS=all runs them); CHARRNN_FUZZ_EXAMPLES=20000
+# for a longer hunt.
 FUZZ_EXAMPLES = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "2000"))
 SEEDS = [*ARCHS, "v1"]  # a file of every cell and layer count, and one of version 1
 _GOOD_BYTES: dict = {}
@@ -302,6 +219,7 @@ def _load_or_refuse(path) -> None:
         assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
 
 
+@pytest.mark.slow
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_damaged_bytes_never_raise_anything_but_checkpoint_error(tmp_path, data):
@@ -319,6 +237,7 @@ def test_damaged_bytes_never_raise_anything_but_checkpoint_error(tmp_path, data)
     _load_or_refuse(path)
 
 
+@pytest.mark.slow
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_damaged_members_never_raise_anything_but_checkpoint_error(tmp_path, data):

@@ -1,4 +1,4 @@
-"""Loading checkpoints: one refusal per kind of damage, each an exact one-line message starting with the path; never an unpickle, never a huge allocation (test_checkpoint's files)."""
+"""Loading checkpoints: one refusal per kind of damage, each an exact one-line message starting with the path; never an unpickle, never a huge allocation (checkpoint_helpers' small files)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from charrnn.cells import CELLS
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.params import Arch, layout
 
-from test_checkpoint import (  # noqa: F401 (ckpt, good: fixtures)
-    ARCHS, B, GRU2, H, V, VOCAB, arrays_of, arrays_of_checkpoint, ckpt, good, make_checkpoint, meta_of, refusal, with_meta,
+from checkpoint_helpers import (
+    B, DROP, H, V, VOCAB, arrays_of, arrays_of_checkpoint, drop_arrays, edit_meta, f32, make_checkpoint, meta_of, refusal,
+    set_arrays,
 )
 
 
@@ -66,43 +67,11 @@ def test_flipped_byte_in_weights(good, ckpt):
     assert refusal(good) == f"{good}: is truncated or corrupt (Bad CRC-32 for file 'weight_out.npy')"
 
 
-_DROP = object()
-
-
-def _meta(**changes):
-    """Change meta keys (a__b is meta["a"]["b"]; _DROP deletes the key)."""
-    def change(arrays):
-        meta = meta_of(arrays)
-        for key, value in changes.items():
-            *parents, last = key.split("__")
-            target = meta
-            for parent in parents:
-                target = target[parent]
-            if value is _DROP:
-                del target[last]
-            else:
-                target[last] = value
-        return with_meta(arrays, meta)
-    return change
-
-
-def _set(**arrays):
-    return lambda a: {**a, **arrays}
-
-
-def _drop(*names):
-    return lambda a: {k: v for k, v in a.items() if k not in names}
-
-
 def _beyond_unicode() -> np.ndarray:
     """The vocabulary with its last token replaced by code point 0x110000."""
     codes = np.array(VOCAB).view(np.uint32).copy()
     codes[-5] = 0x110000
     return codes.view(np.array(VOCAB).dtype)
-
-
-def _f32(*shape, fill=0.0):
-    return np.full(shape, fill, np.float32)
 
 
 def _other_cell(cell: str, layers: int = 2):
@@ -114,73 +83,73 @@ def _other_cell(cell: str, layers: int = 2):
 
 # The default file is a 2-layer GRU with H=8, V=7, B=2: G*H = 24, h_carry (2, 1, 2, 8).
 CASES = {
-    "version": (_meta(version=7), "has format version 7; this charrnn reads versions 1 to 2"),
-    "version_bool": (_meta(version=True), "has format version True; this charrnn reads versions 1 to 2"),
-    "other_format": (_meta(format="other"), "is not a charrnn checkpoint (meta format is 'other')"),
-    "no_format": (_meta(format=_DROP), "is not a charrnn checkpoint (meta has no 'format')"),
-    "missing_weight_hh": (_drop("weight_hh_l1"), "is missing array 'weight_hh_l1' (meta declares a 2-layer gru model)"),
-    "missing_vocab": (_drop("vocab"), "is missing array 'vocab'"),
-    "half_a_slot": (_drop("opt.m.bias_out"), "is missing array 'opt.m.bias_out' (meta declares a 2-layer gru model)"),
-    "weight_hh_shape": (_set(weight_hh_l0=_f32(3, 4)), "array 'weight_hh_l0' has shape (3, 4), expected (24, 8) (a 2-layer gru with hidden 8)"),
+    "version": (edit_meta(version=7), "has format version 7; this charrnn reads versions 1 to 2"),
+    "version_bool": (edit_meta(version=True), "has format version True; this charrnn reads versions 1 to 2"),
+    "other_format": (edit_meta(format="other"), "is not a charrnn checkpoint (meta format is 'other')"),
+    "no_format": (edit_meta(format=DROP), "is not a charrnn checkpoint (meta has no 'format')"),
+    "missing_weight_hh": (drop_arrays("weight_hh_l1"), "is missing array 'weight_hh_l1' (meta declares a 2-layer gru model)"),
+    "missing_vocab": (drop_arrays("vocab"), "is missing array 'vocab'"),
+    "half_a_slot": (drop_arrays("opt.m.bias_out"), "is missing array 'opt.m.bias_out' (meta declares a 2-layer gru model)"),
+    "weight_hh_shape": (set_arrays(weight_hh_l0=f32(3, 4)), "array 'weight_hh_l0' has shape (3, 4), expected (24, 8) (a 2-layer gru with hidden 8)"),
     # Layer 1's input is layer 0's output (H), not the one-hot token (V).
-    "weight_ih_l1_shape": (_set(weight_ih_l1=_f32(24, V)), "array 'weight_ih_l1' has shape (24, 7), expected (24, 8) (a 2-layer gru with hidden 8)"),
-    "weight_dtype": (_set(weight_ih_l0=np.zeros((24, V))), "array 'weight_ih_l0' has dtype float64, expected float32"),
-    "bias_out_nan": (_set(bias_out=_f32(V, fill=np.nan)), "array 'bias_out' holds non-finite values (NaN or inf)"),
-    "bias_hh_inf": (_set(bias_hh_l1=_f32(24, fill=np.inf)), "array 'bias_hh_l1' holds non-finite values (NaN or inf)"),
-    "opt_shape": (_set(**{"opt.v.weight_out": _f32(H, V)}), "array 'opt.v.weight_out' has shape (8, 7), expected (7, 8) (a 2-layer gru with hidden 8)"),
-    "opt_nan": (_set(**{"opt.m.bias_ih_l0": _f32(24, fill=np.nan)}),
+    "weight_ih_l1_shape": (set_arrays(weight_ih_l1=f32(24, V)), "array 'weight_ih_l1' has shape (24, 7), expected (24, 8) (a 2-layer gru with hidden 8)"),
+    "weight_dtype": (set_arrays(weight_ih_l0=np.zeros((24, V))), "array 'weight_ih_l0' has dtype float64, expected float32"),
+    "bias_out_nan": (set_arrays(bias_out=f32(V, fill=np.nan)), "array 'bias_out' holds non-finite values (NaN or inf)"),
+    "bias_hh_inf": (set_arrays(bias_hh_l1=f32(24, fill=np.inf)), "array 'bias_hh_l1' holds non-finite values (NaN or inf)"),
+    "opt_shape": (set_arrays(**{"opt.v.weight_out": f32(H, V)}), "array 'opt.v.weight_out' has shape (8, 7), expected (7, 8) (a 2-layer gru with hidden 8)"),
+    "opt_nan": (set_arrays(**{"opt.m.bias_ih_l0": f32(24, fill=np.nan)}),
                 "array 'opt.m.bias_ih_l0' holds non-finite values (NaN or inf)"),
-    "opt_unknown_param": (_set(**{"opt.m.Wxh": _f32(H, V)}), "has an unexpected array 'opt.m.Wxh' (not part of a 2-layer gru model)"),
-    "h_carry_hidden": (_set(h_carry=_f32(2, 1, B, 5)),
+    "opt_unknown_param": (set_arrays(**{"opt.m.Wxh": f32(H, V)}), "has an unexpected array 'opt.m.Wxh' (not part of a 2-layer gru model)"),
+    "h_carry_hidden": (set_arrays(h_carry=f32(2, 1, B, 5)),
                        "array 'h_carry' has shape (2, 1, 2, 5), expected (2, 1, B, 8): layers, states, streams, hidden"),
-    "h_carry_layers_states": (_set(h_carry=_f32(1, 2, B, H)),
+    "h_carry_layers_states": (set_arrays(h_carry=f32(1, 2, B, H)),
                               "array 'h_carry' has shape (1, 2, 2, 8), expected (2, 1, B, 8): layers, states, streams, hidden"),
-    "h_carry_no_streams": (_set(h_carry=_f32(2, 1, 0, H)),
+    "h_carry_no_streams": (set_arrays(h_carry=f32(2, 1, 0, H)),
                            "array 'h_carry' has shape (2, 1, 0, 8), expected (2, 1, B, 8): layers, states, streams, hidden"),
-    "h_carry_format1_shape": (_set(h_carry=_f32(B, H)),
+    "h_carry_format1_shape": (set_arrays(h_carry=f32(B, H)),
                               "array 'h_carry' has shape (2, 8), expected (2, 1, B, 8): layers, states, streams, hidden"),
-    "h_carry_dtype": (_set(h_carry=np.zeros((2, 1, B, H), np.float16)), "array 'h_carry' has dtype float16, expected float32"),
+    "h_carry_dtype": (set_arrays(h_carry=np.zeros((2, 1, B, H), np.float16)), "array 'h_carry' has dtype float16, expected float32"),
     # The architecture in meta against the arrays present:
-    "more_layers_than_arrays": (_meta(model__layers=3), "is missing array 'weight_ih_l2' (meta declares a 3-layer gru model)"),
-    "fewer_layers_than_arrays": (_meta(model__layers=1), "has an unexpected array 'weight_ih_l1' (not part of a 1-layer gru model)"),
+    "more_layers_than_arrays": (edit_meta(model__layers=3), "is missing array 'weight_ih_l2' (meta declares a 3-layer gru model)"),
+    "fewer_layers_than_arrays": (edit_meta(model__layers=1), "has an unexpected array 'weight_ih_l1' (not part of a 1-layer gru model)"),
     "meta_2_layers_arrays_1": (_other_cell("gru", 1), "is missing array 'weight_ih_l1' (meta declares a 2-layer gru model)"),
-    "unknown_cell": (_meta(model__cell="foo"), "model cell 'foo' is not supported; this charrnn reads 'rnn', 'lstm', 'gru'"),
-    "cell_missing": (_meta(model__cell=_DROP), "meta is missing key 'model.cell'"),
-    "meta_lstm_arrays_gru": (_meta(model__cell="lstm"), "has an unexpected array 'bias_hh_l0' (not part of a 2-layer lstm model)"),
-    "meta_rnn_arrays_gru": (_meta(model__cell="rnn"), "has an unexpected array 'bias_hh_l0' (not part of a 2-layer rnn model)"),
+    "unknown_cell": (edit_meta(model__cell="foo"), "model cell 'foo' is not supported; this charrnn reads 'rnn', 'lstm', 'gru'"),
+    "cell_missing": (edit_meta(model__cell=DROP), "meta is missing key 'model.cell'"),
+    "meta_lstm_arrays_gru": (edit_meta(model__cell="lstm"), "has an unexpected array 'bias_hh_l0' (not part of a 2-layer lstm model)"),
+    "meta_rnn_arrays_gru": (edit_meta(model__cell="rnn"), "has an unexpected array 'bias_hh_l0' (not part of a 2-layer rnn model)"),
     "meta_gru_arrays_lstm": (_other_cell("lstm"), "is missing array 'bias_hh_l0' (meta declares a 2-layer gru model)"),
     "meta_gru_arrays_rnn": (_other_cell("rnn"), "is missing array 'bias_hh_l0' (meta declares a 2-layer gru model)"),
     # Same names, other gate count (4 against 1): only the shapes tell them apart.
-    "meta_lstm_arrays_rnn": (lambda a: _meta(model__cell="lstm")(_other_cell("rnn")(a)),
+    "meta_lstm_arrays_rnn": (lambda a: edit_meta(model__cell="lstm")(_other_cell("rnn")(a)),
                              "array 'weight_ih_l0' has shape (8, 7), expected (32, 7) (a 2-layer lstm with hidden 8)"),
-    "missing_bias_hh": (_drop("bias_hh_l1", "opt.m.bias_hh_l1", "opt.v.bias_hh_l1"), "is missing array 'bias_hh_l1' (meta declares a 2-layer gru model)"),
-    "missing_opt_bias_hh": (_drop("opt.v.bias_hh_l0"), "is missing array 'opt.v.bias_hh_l0' (meta declares a 2-layer gru model)"),
-    "layers_missing": (_meta(model__layers=_DROP), "meta is missing key 'model.layers'"),
-    "layers_zero": (_meta(model__layers=0), "meta key 'model.layers' must be an integer from 1 to 64, not 0"),
-    "layers_huge": (_meta(model__layers=65), "meta key 'model.layers' must be an integer from 1 to 64, not 65"),
-    "layers_float": (_meta(model__layers=2.0), "meta key 'model.layers' must be an integer from 1 to 64, not 2.0"),
-    "dropout_one": (_meta(model__dropout=1.0), "meta key 'model.dropout' must be a number in [0, 1), not 1.0"),
-    "dropout_bool": (_meta(model__dropout=True), "meta key 'model.dropout' must be a number in [0, 1), not True"),
-    "short_vocab": (_set(vocab=np.array(VOCAB[:5])), "vocabulary has 5 tokens but the weights expect 7"),
-    "vocab_ints": (_set(vocab=np.arange(V)), "vocabulary is not a 1-d str array, it has dtype int64 and shape (7,)"),
-    "vocab_unk": (_set(vocab=np.array(["a", "<eos>", "<unk>", "b", "c", "d", "e"])),
+    "missing_bias_hh": (drop_arrays("bias_hh_l1", "opt.m.bias_hh_l1", "opt.v.bias_hh_l1"), "is missing array 'bias_hh_l1' (meta declares a 2-layer gru model)"),
+    "missing_opt_bias_hh": (drop_arrays("opt.v.bias_hh_l0"), "is missing array 'opt.v.bias_hh_l0' (meta declares a 2-layer gru model)"),
+    "layers_missing": (edit_meta(model__layers=DROP), "meta is missing key 'model.layers'"),
+    "layers_zero": (edit_meta(model__layers=0), "meta key 'model.layers' must be an integer from 1 to 64, not 0"),
+    "layers_huge": (edit_meta(model__layers=65), "meta key 'model.layers' must be an integer from 1 to 64, not 65"),
+    "layers_float": (edit_meta(model__layers=2.0), "meta key 'model.layers' must be an integer from 1 to 64, not 2.0"),
+    "dropout_one": (edit_meta(model__dropout=1.0), "meta key 'model.dropout' must be a number in [0, 1), not 1.0"),
+    "dropout_bool": (edit_meta(model__dropout=True), "meta key 'model.dropout' must be a number in [0, 1), not True"),
+    "short_vocab": (set_arrays(vocab=np.array(VOCAB[:5])), "vocabulary has 5 tokens but the weights expect 7"),
+    "vocab_ints": (set_arrays(vocab=np.arange(V)), "vocabulary is not a 1-d str array, it has dtype int64 and shape (7,)"),
+    "vocab_unk": (set_arrays(vocab=np.array(["a", "<eos>", "<unk>", "b", "c", "d", "e"])),
                   "vocabulary id 0 is 'a', expected '<unk>' (meta unk_id)"),
-    "vocab_long_token": (_set(vocab=np.array(VOCAB[:6] + ["ef"])), "vocabulary token 6 is 'ef'; expected exactly one character"),
-    "vocab_duplicate": (_set(vocab=np.array(VOCAB[:6] + ["a"])), "vocabulary token 'a' appears twice (ids 2 and 6)"),
-    "vocab_bad_code_point": (_set(vocab=_beyond_unicode()), "array 'vocab' holds text that is not valid Unicode"),
-    "meta_not_json": (_set(meta=np.array("{not json")), "meta is not valid JSON"),
-    "meta_nan": (_set(meta=np.array('{"format": "charrnn", "best_val_loss": NaN}')), "meta is not valid JSON"),
-    "meta_deep": (_set(meta=np.array("[" * 100_000)), "meta is not valid JSON"),
-    "meta_list": (_set(meta=np.array("[1, 2]")), "meta is not a JSON object"),
-    "meta_bytes": (_set(meta=np.array(b"{}")), "meta is not a JSON text (a 0-d str array), it has dtype |S2 and shape ()"),
-    "meta_missing_step": (_meta(step=_DROP), "meta is missing key 'step'"),
-    "meta_hidden_huge": (_meta(model__hidden=100_000), "meta key 'model.hidden' must be an integer from 1 to 65536, not 100000"),
-    "meta_hidden_mismatch": (_meta(model__hidden=9), "array 'weight_ih_l0' has shape (24, 7), expected (27, 7) (a 2-layer gru with hidden 9)"),
-    "meta_loss": (_meta(best_val_loss="low"), "meta key 'best_val_loss' must be a finite number or null, not 'low'"),
-    "meta_fingerprint": (_meta(corpus={}), "meta is missing key 'corpus.fingerprint'"),
-    "meta_train": (_meta(train=[]), "meta key 'train' must be a JSON object"),
-    "meta_same_ids": (_meta(eos_id=0), "meta unk_id and eos_id are both 0"),
-    "evil": (_set(evil=np.zeros(3)), "has an unexpected array 'evil' (not part of a 2-layer gru model)"),
+    "vocab_long_token": (set_arrays(vocab=np.array(VOCAB[:6] + ["ef"])), "vocabulary token 6 is 'ef'; expected exactly one character"),
+    "vocab_duplicate": (set_arrays(vocab=np.array(VOCAB[:6] + ["a"])), "vocabulary token 'a' appears twice (ids 2 and 6)"),
+    "vocab_bad_code_point": (set_arrays(vocab=_beyond_unicode()), "array 'vocab' holds text that is not valid Unicode"),
+    "meta_not_json": (set_arrays(meta=np.array("{not json")), "meta is not valid JSON"),
+    "meta_nan": (set_arrays(meta=np.array('{"format": "charrnn", "best_val_loss": NaN}')), "meta is not valid JSON"),
+    "meta_deep": (set_arrays(meta=np.array("[" * 100_000)), "meta is not valid JSON"),
+    "meta_list": (set_arrays(meta=np.array("[1, 2]")), "meta is not a JSON object"),
+    "meta_bytes": (set_arrays(meta=np.array(b"{}")), "meta is not a JSON text (a 0-d str array), it has dtype |S2 and shape ()"),
+    "meta_missing_step": (edit_meta(step=DROP), "meta is missing key 'step'"),
+    "meta_hidden_huge": (edit_meta(model__hidden=100_000), "meta key 'model.hidden' must be an integer from 1 to 65536, not 100000"),
+    "meta_hidden_mismatch": (edit_meta(model__hidden=9), "array 'weight_ih_l0' has shape (24, 7), expected (27, 7) (a 2-layer gru with hidden 9)"),
+    "meta_loss": (edit_meta(best_val_loss="low"), "meta key 'best_val_loss' must be a finite number or null, not 'low'"),
+    "meta_fingerprint": (edit_meta(corpus={}), "meta is missing key 'corpus.fingerprint'"),
+    "meta_train": (edit_meta(train=[]), "meta key 'train' must be a JSON object"),
+    "meta_same_ids": (edit_meta(eos_id=0), "meta unk_id and eos_id are both 0"),
+    "evil": (set_arrays(evil=np.zeros(3)), "has an unexpected array 'evil' (not part of a 2-layer gru model)"),
 }
 
 
@@ -199,7 +168,7 @@ def test_h_carry_of_each_cell_has_its_states(tmp_path, cell):
     arrays = arrays_of(path)
     S = 2 if cell == "lstm" else 1
     assert arrays["h_carry"].shape == (2, S, B, H)
-    np.savez(path, **{**arrays, "h_carry": _f32(2, 3 - S, B, H)})
+    np.savez(path, **{**arrays, "h_carry": f32(2, 3 - S, B, H)})
     assert refusal(path) == (f"{path}: array 'h_carry' has shape (2, {3 - S}, 2, 8), "
                              f"expected (2, {S}, B, 8): layers, states, streams, hidden")
 

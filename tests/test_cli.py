@@ -13,116 +13,19 @@ import math
 import re
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import ANSI, CORPUS, NAMES_TEXT, TINY, cli, info_json, ok
 
-import charrnn.cli
-
-# A few KB of repetitive text with some variety; lowercase only, so "Z" and "é" are unknown.
-CORPUS = (
-    "the cat sat on the mat. " * 200
-    + "a dog ran to the big red hat, and the fox hid in a box.\n"
-    + "is it the cat or the dog? the bird flew by; we all saw it!\n" * 5
-)
-TINY = ["--hidden", "16", "--seq", "8", "--batch", "4", "--steps", "30", "--eval-every", "10"]
-API_TINY = dict(hidden=16, seq=8, batch=4, eval_every=10)  # TINY for charrnn.train, but the steps
-NAMES = [
-    "anna", "bert", "carla", "dmitri", "elise", "farid", "greta", "hugo", "ines", "jonas",
-    "karin", "lars", "maria", "nils", "olga", "pavel", "quinn", "rosa", "sven", "tilda",
-    "ulla", "viktor", "wanda", "xaver", "yara", "zeno",
-]  # fmt: skip
-NAMES_TEXT = "\n".join(NAMES * 12) + "\n"
-
-# Rich reads these at every Console(): keep the output plain and wide enough for one row per value.
-runner = CliRunner(env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None, "COLUMNS": "160"})
-ANSI = "\x1b"
-
-
-def cli(*args, input=None):
-    """Run `charrnn ARGS`; fail on anything that is not a clean exit (a traceback, an exception)."""
-    result = runner.invoke(charrnn.cli.app, [str(a) for a in args], input=input)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # shows the traceback the user would have seen
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream
-    assert ANSI not in result.stdout
-    return result
-
-
-def ok(*args, input=None):
-    result = cli(*args, input=input)
-    assert result.exit_code == 0, result.stderr
-    return result
-
-
-def assert_error(result, code, message):
-    """Exactly one line on stderr, literally this message; nothing on stdout."""
-    assert result.stderr == f"charrnn: error: {message}\n"
-    assert result.exit_code == code
-    assert result.stdout == ""
-
-
-def assert_error_prefix(result, code, prefix):
-    """For messages worded by the argument parser (typer), not by charrnn: one line, this start."""
-    assert result.stderr.startswith(f"charrnn: error: {prefix}")
-    assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n")
-    assert result.exit_code == code
-    assert result.stdout == ""
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 
 def warning_lines(result):
     return [line for line in result.stderr.splitlines() if line.startswith("charrnn: warning: ")]
 
 
-def unknown_warning(chars):
-    return "charrnn: warning: not in the model's vocabulary, read as <unk>: " + ", ".join(map(repr, chars))
-
-
-# ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    """Every test runs in its own folder holding corpus.txt; default outputs land there."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    return tmp_path
-
-
-@pytest.fixture
-def corpus(in_tmp):
-    """in_tmp's corpus.txt, as a path relative to the test's folder (import in_tmp with it)."""
-    return Path("corpus.txt")
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """One tiny model trained on CORPUS, reused by the sample / eval / info tests (read-only)."""
-    folder = tmp_path_factory.mktemp("model")
-    (folder / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    out = folder / "model.npz"
-    ok("train", folder / "corpus.txt", *TINY, "--quiet", "--out", out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def names_model(tmp_path_factory):
-    """A tiny --lines model: every name is one record."""
-    folder = tmp_path_factory.mktemp("names")
-    (folder / "names.txt").write_text(NAMES_TEXT, encoding="utf-8")
-    out = folder / "names.npz"
-    ok("train", folder / "names.txt", "--lines", *TINY[:-4], "--steps", "80", "--eval-every", "20", "-q", "-o", out)
-    return out
-
-
 def vocab_json(*args, input=None):
     return json.loads(ok("vocab", *args, "--json", input=input).stdout)
-
-
-def info_json(path="charrnn.npz"):
-    return json.loads(ok("info", path, "--json").stdout)
 
 
 # ------------------------------------------------------------------ help

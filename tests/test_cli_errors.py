@@ -3,23 +3,11 @@
 import json
 
 import pytest
-from test_cli import CORPUS, TINY, cli, ok, assert_error, assert_error_prefix, in_tmp, model  # noqa: F401 (in_tmp: autouse; model, names_model: fixtures)
+from helpers import TINY, assert_error, assert_error_prefix, cli, make_files, ok
+
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 # ------------------------------------------------------------------ errors
-
-
-def make_files(folder):
-    data = CORPUS.encode()
-    (folder / "empty.txt").write_bytes(b"")
-    (folder / "blank.txt").write_text("   \n\n\t \n", encoding="utf-8")
-    (folder / "one.txt").write_text("aaaa", encoding="utf-8")
-    (folder / "bad.txt").write_bytes(data[:100] + b"\xff" + data[100:])
-    (folder / "nul.txt").write_bytes(data[:50] + b"\0" + data[50:])
-    (folder / "small.txt").write_text("abcdefghij", encoding="utf-8")
-    (folder / "folder").mkdir()
-    (folder / "junk.npz").write_bytes(bytes(range(256)) * 4)
-    (folder / "text.npz").write_text("this is not a checkpoint\n", encoding="utf-8")
-
 
 T = ("train", "corpus.txt", "--steps", "3", "-q")
 S = ("sample", "-m", "{model}")

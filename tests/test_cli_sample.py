@@ -4,11 +4,12 @@ standard input, --stop, --no-prime-echo, and the exact one-line errors of every 
 
 import numpy as np
 import pytest
-from test_cli import CORPUS, NAMES_TEXT, TINY, assert_error, cli, in_tmp, ok  # noqa: F401 (in_tmp: autouse)
-from test_cli_errors import make_files
+from helpers import CORPUS, NAMES_TEXT, TINY, assert_error, cli, make_files, ok
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.vocab import EOS_ID, UNK_ID
+
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,13 @@
-"""sample, eval and info through typer's CliRunner, on test_cli's tiny models (its contract holds here too)."""
+"""sample, eval and info through typer's CliRunner, on conftest.py's tiny models (test_cli's contract holds here too)."""
 
 import json
 import math
 import re
 
-from test_cli import CORPUS, cli, ok, unknown_warning, in_tmp, model, names_model, info_json  # noqa: F401 (in_tmp: autouse; model, names_model: fixtures)
+import pytest
+from helpers import CORPUS, cli, info_json, ok, unknown_warning
+
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 # ------------------------------------------------------------------ sample
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from charrnn import catalogue
-from tests.test_cli import assert_error, cli, ok
+from helpers import assert_error, cli, ok
 
 POEMS = ("the sea is grey and the lamp is lit,\nthe gulls are loud and the boat is late.\n" * 300).encode()
 POEMS_PATH = "/texts/poems.txt"

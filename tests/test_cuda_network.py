@@ -6,7 +6,7 @@ weight decay, evaluation windows) and the device sampler, against the CPU: part 
 import numpy as np
 import pytest
 
-from test_cuda_sim import CASES, CELLS, MODE, SHAPES, TOL, UINT64_WRAPS, close, make_case
+from cuda_helpers import CASES, CELLS, MODE, SHAPES, TOL, UINT64_WRAPS, close, make_case
 
 pytestmark = UINT64_WRAPS
 
@@ -20,7 +20,7 @@ if MODE in ("sim", "device"):
     from charrnn.network import Dropout, Workspace, forward_loss_sum, loss_and_grads
     from charrnn.optim import Optimizer
     from charrnn.sample import CpuSampler, Draw
-    from test_cuda_sim import dev
+    from cuda_helpers import dev
 
     # ------------------------------------------------------------------ the network, every cell
 

@@ -16,6 +16,7 @@ An inner failure fails the outer test with the inner report. Both skip when numb
 installed; `ptx` also skips when the CUDA toolkit libraries (NVVM, NVRTC) are missing.
 """
 
+import functools
 import importlib.util
 import os
 import re
@@ -25,16 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_helpers import MODE, TOL, UINT64_WRAPS
 
-MODE = os.environ.get("CHARRNN_CUDA_TESTS")
 HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 NO_NUMBA_CUDA = "numba-cuda is not installed (pip install -e '.[test]')"
-TOL = 1e-5  # absolute, on quantities scaled to about 1 (see close())
-# The dropout hash wraps uint64 sums and products on purpose (as a GPU and numba's CPU code do,
-# silently); the simulator computes them with numpy scalars, which warn. Every inner file sets it.
-UINT64_WRAPS = pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning")
 pytestmark = UINT64_WRAPS
-INNER_FILES = ("test_cuda_network.py", "test_cuda_wiring.py")  # more of the sim / device suite, using this file's helpers
+INNER_FILES = ("test_cuda_network.py", "test_cuda_wiring.py")  # more of the sim / device suite (helpers: cuda_helpers.py)
 
 
 def run_inner(mode, files=None):
@@ -58,11 +55,13 @@ def run_inner(mode, files=None):
 
 if MODE is None:
 
+    @pytest.mark.slow  # minutes: every kernel, cell and command in the simulator
     @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason=NO_NUMBA_CUDA)
     @pytest.mark.parametrize("inner", [Path(__file__).name, *INNER_FILES])  # one each: xdist shares them out
     def test_cuda_kernels_in_simulator(inner):
         run_inner("sim", [inner])
 
+    @pytest.mark.slow  # NVVM compiles every kernel twice, where its libraries are installed
     @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason=NO_NUMBA_CUDA)
     def test_cuda_kernels_compile_to_ptx():
         run_inner("ptx")
@@ -126,38 +125,8 @@ if MODE is None:
         assert not usable and not cuda_available() and "numba-cuda" in reason
 
 
-# ------------------------------------------------------------------ shared by the inner suites
-
-
-def close(actual, expected, what="", tol=TOL):
-    """|actual - expected| <= tol * max(1, max|expected|), elementwise."""
-    expected = np.asarray(expected, np.float64)
-    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=0, atol=tol * scale, err_msg=what)
-
-
-def make_case(cell, layers, T, B, H, V, seed=0):
-    """float32 FlatParams with non-zero biases and larger weights (every path exercised), ids, state0 (L, S, B, H)."""
-    from charrnn.params import Arch, init_params
-
-    rng = np.random.default_rng(seed)
-    arch = Arch(cell, layers, H, V)
-    params = init_params(arch, rng)
-    params.flat[...] = rng.normal(0.0, 0.5, params.flat.shape)
-    xs = rng.integers(0, V, (T, B)).astype(np.uint8)
-    ys = rng.integers(0, V, (T, B)).astype(np.uint8)
-    state0 = rng.uniform(-0.9, 0.9, arch.state_shape(B)).astype(np.float32)
-    return params, xs, ys, state0
-
-
-CELLS = ("rnn", "lstm", "gru")  # charrnn.cells.CELLS (not imported here: the outer tests stay light)
-CASES = [(cell, layers) for cell in CELLS for layers in (1, 2)]
-SHAPES = [(3, 2, 5, 6), (2, 3, 9, 7)]  # (T, B, H, V): ragged tiles (TILE = 4 in the simulator)
-
 if MODE in ("sim", "device"):
-    sys.setswitchinterval(1e-4)  # simulated threads wait on each other: hand the GIL over quickly
-
-    from numba import config, cuda
+    from numba import cuda
 
     from charrnn import cuda_backend as cb
     from charrnn.kernels import cpu
@@ -166,43 +135,7 @@ if MODE in ("sim", "device"):
     from charrnn.kernels.dropout import dropout_mask, threshold
     from charrnn.optim import Optimizer
     from charrnn.params import Arch, FlatParams
-
-    if MODE == "sim":
-        assert config.ENABLE_CUDASIM and K.TILE == 4  # really simulated, with the small blocks
-    else:
-        assert not config.ENABLE_CUDASIM and cuda.is_available(), "CHARRNN_CUDA_TESTS=device needs a CUDA GPU"
-
-    def _locked_shared_array():
-        """The simulator makes a block's shared array when its first thread reaches cuda.shared.array,
-        with an unlocked check-then-insert: two threads arriving together can get different arrays,
-        and a reduction then silently misses partials (seen here about once per full run; made
-        near-certain by a delay in that window). Same lookup (the caller's file and line), locked."""
-        import threading
-
-        from numba.core import types
-        from numba.cuda.simulator import kernelapi
-        from numba.np import numpy_support
-
-        original, lock = kernelapi.FakeCUDAShared.array, threading.Lock()
-
-        def array(self, shape, dtype, alignment=None):
-            if shape == 0 or alignment is not None:  # dynamic shared memory, alignment: as before
-                return original(self, shape, dtype, alignment)
-            dtype = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else dtype
-            frame = sys._getframe(1)
-            caller = (frame.f_code.co_filename, frame.f_lineno)
-            with lock:
-                if caller not in self._allocations:
-                    self._allocations[caller] = np.empty(shape, dtype)
-                return self._allocations[caller]
-
-        kernelapi.FakeCUDAShared.array = array
-
-    if MODE == "sim":
-        _locked_shared_array()
-
-    def dev(a, dtype=np.float32):
-        return cuda.to_device(np.ascontiguousarray(a, dtype))
+    from cuda_helpers import CELLS, close, dev, make_case
 
     # ------------------------------------------------------------------ shared kernels
 
@@ -322,6 +255,8 @@ if MODE == "ptx":
 
     from numba import cuda  # noqa: F811 (the sim block above did not run)
 
+    from charrnn.cells import CELLS
+
     MODULES = [importlib.import_module(f"charrnn.{m}") for m in ("kernels.cuda", "kernels.cuda_optim", "kernels.cuda_dropout",
                                                                  *(f"cells.{c}.cuda" for c in CELLS))]  # fmt: skip
     KERNELS = [(m.__name__, name) for m in MODULES for name in sorted(m.SIGNATURES)]
@@ -334,28 +269,43 @@ if MODE == "ptx":
         except Exception as error:  # no NVVM/NVRTC libraries: pip install 'numba-cuda[cu12]' or '[cu13]'
             pytest.skip(f"cannot compile PTX here: {type(error).__name__}: {str(error).strip()[:200]}")
 
-    def assemble(ptx, cc):
-        """PTX -> cubin with nvJitLink (no driver needed); None when cuda.core or nvJitLink is missing."""
+    @functools.lru_cache(maxsize=None)
+    def compiled(module, name, cc):
+        """The PTX of every signature of one kernel (cached: the two tests below share it)."""
+        mod = sys.modules[module]
+        sigs = mod.SIGNATURES[name]
+        return [cuda.compile_ptx(getattr(mod, name).py_func, sig, cc=cc)[0] for sig in ([sigs] if isinstance(sigs, str) else sigs)]
+
+    @pytest.fixture(scope="module")
+    def linker():
+        """PTX -> cubin with nvJitLink (no driver needed); skips when cuda.core or nvJitLink is missing."""
         try:
             from cuda.core import Linker, LinkerOptions, ObjectCode
+        except Exception as error:
+            pytest.skip(f"cannot assemble cubins here: {type(error).__name__}: {error}")
 
-            linker = Linker(ObjectCode.from_ptx(ptx.encode()), options=LinkerOptions(arch=f"sm_{cc[0]}{cc[1]}"))
-        except Exception:
-            return None
-        return linker.link("cubin")
+        def link(ptx, cc):
+            return Linker(ObjectCode.from_ptx(ptx.encode()), options=LinkerOptions(arch=f"sm_{cc[0]}{cc[1]}")).link("cubin")
+
+        try:
+            link(".version 8.0\n.target sm_80\n.address_size 64\n", (8, 0))
+        except Exception as error:
+            pytest.skip(f"cannot assemble cubins here: {type(error).__name__}: {str(error).strip()[:200]}")
+        return link
 
     @pytest.mark.parametrize("cc", [(8, 0), (9, 0)])  # A100, H100
     @pytest.mark.parametrize("module,name", KERNELS)
     def test_kernel_compiles_for_gpu(nvvm, module, name, cc):
-        mod = sys.modules[module]
-        sigs = mod.SIGNATURES[name]
-        for sig in [sigs] if isinstance(sigs, str) else sigs:
-            ptx, _ = cuda.compile_ptx(getattr(mod, name).py_func, sig, cc=cc)
+        for ptx in compiled(module, name, cc):
             assert f".target sm_{cc[0]}{cc[1]}" in ptx
-            if name in mod.FLOAT32_ONLY:  # no accidental float64 arithmetic (the simulator cannot tell)
+            if name in sys.modules[module].FLOAT32_ONLY:  # no accidental float64 arithmetic (the simulator cannot tell)
                 assert not re.search(r"\.f64\b", ptx), f"{module}.{name} computes in float64"
-            cubin = assemble(ptx, cc)
-            assert cubin is None or len(cubin.code) > 0
+
+    @pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+    @pytest.mark.parametrize("module,name", KERNELS)
+    def test_kernel_assembles_to_a_cubin(nvvm, linker, module, name, cc):
+        for ptx in compiled(module, name, cc):
+            assert len(linker(ptx, cc).code) > 0
 
     def test_every_kernel_has_a_signature():
         """Every kernel of every CUDA module (device functions aside: they are inlined into the

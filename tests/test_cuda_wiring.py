@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_cuda_sim import MODE, TOL, UINT64_WRAPS
+from cuda_helpers import MODE, TOL, UINT64_WRAPS
 
 pytestmark = UINT64_WRAPS
 

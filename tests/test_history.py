@@ -9,9 +9,9 @@ import charrnn
 import charrnn.history as history_module
 from charrnn.checkpoint import load_checkpoint
 from charrnn.history import History
-from test_cli import API_TINY, corpus, in_tmp  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
+from helpers import API_TINY
 
-
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 
 def test_a_checkpoint_holds_the_train_and_validation_curves(corpus):

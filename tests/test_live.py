@@ -7,9 +7,9 @@ import pytest
 
 import charrnn
 from charrnn.config import DEFAULT_LR
-from test_cli import API_TINY, TINY, assert_error, cli, corpus, in_tmp, ok  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
+from helpers import API_TINY, TINY, assert_error, cli, ok
 
-
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 
 def weights(path):

@@ -71,6 +71,7 @@ def test_register_width_follows_the_environment():
     assert packed.REGISTER_BYTES in (16, 32, 64)
 
 
+@pytest.mark.slow  # compiles every kernel afresh, in a new cache folder: half a minute each
 @pytest.mark.skipif(os.environ.get("CHARRNN_VECTOR_BYTES") is not None, reason="already the inner run")
 @pytest.mark.parametrize("vector_bytes", [16, 32])
 def test_narrower_vector_registers(vector_bytes, tmp_path):

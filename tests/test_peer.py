@@ -3,12 +3,12 @@ schedule and its held-out scorer are checked against charrnn's here (when torch 
 
 import argparse
 import importlib.util
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from charrnn.cells import CELLS
 from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.schedule import Schedule
@@ -39,7 +39,7 @@ def test_the_peer_plans_its_rates_as_charrnn_does(peer, kind, bound):
         assert peer.rate_at(args, step, elapsed) == pytest.approx(ours.rate(step, 0, elapsed)), (step, elapsed)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_the_peers_scorer_gives_charrnns_loss_with_charrnns_weights(peer, tmp_path, cell):
     (tmp_path / "corpus.txt").write_text(TEXT)
     path = tmp_path / "m.npz"

@@ -224,6 +224,7 @@ def _wait_for_new_save(path, previous, proc, timeout=30):
     raise AssertionError(f"no new save of {path} (exit status {proc.poll()})")
 
 
+@pytest.mark.slow  # 8 runs, each killed at a random moment
 def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     """SIGKILL training 8 times at random moments while it saves after every step (and the best
     file after every improving evaluation); each time, what is left loads, and the next run

@@ -5,7 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from test_cli import TINY, assert_error, cli, in_tmp, ok  # noqa: F401 (in_tmp: autouse)
+from helpers import TINY, assert_error, cli, ok
+
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 
 @pytest.fixture

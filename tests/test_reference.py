@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from charrnn import reference as ref
+from charrnn.cells import CELLS
 
 T, B, H, V = 4, 2, 3, 5
 P_DROP = 0.3
@@ -34,7 +35,7 @@ def _indices(shape, rng):
 
 
 def test_param_shapes_and_constants():
-    assert ref.CELLS == ("rnn", "lstm", "gru")
+    assert ref.CELLS == CELLS  # every registered cell has its independent reference
     shapes = ref.param_shapes("gru", 2, H, V)
     assert list(shapes) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
                             "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1",

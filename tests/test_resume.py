@@ -15,27 +15,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn import checkpoint as checkpoint_module
+from charrnn.cells import CELLS
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import DEFAULT_LR, TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
-from charrnn.optim import Optimizer
 from charrnn.parallel import WindowRunner
 from charrnn.resuming import load_resume, resume_config
 from charrnn.training import train
+from checkpoint_helpers import assert_same_state
+from helpers import OTHER, TRAIN_TEXT, nan_at  # conftest.py's loaded_corpus: 40 windows per epoch with TINY
 
-TEXT = "the cat sat on the mat. the dog sat on the log. " * 60  # 40 windows per epoch with TINY
-OTHER = "a fox hid in a box; a bird flew by. " * 90
 # eval_every and save_every do not divide the k below; lr_decay makes the schedule depend on the epoch.
 TINY = dict(hidden=32, seq=16, batch=4, val_frac=0.1, eval_every=10, save_every=15, seed=3, lr_decay=0.8)
 PER_EPOCH = 40
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT)
-    return load_corpus([str(path)])
 
 
 class Recorder:
@@ -60,21 +53,6 @@ def stop_after(k):
     return should_stop
 
 
-def assert_same_state(a, b):
-    """Two checkpoints hold bitwise the same model and training state."""
-    assert set(a.params) == set(b.params) and set(a.state) == set(b.state)
-    for name in a.params:
-        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
-    for name in a.state:  # optimizer slots, h_carry and the loss history
-        x, y = a.state[name], b.state[name]
-        if name.startswith("history."):  # steps and losses, not the seconds; a stopped run also
-            x, y = x[:, [0, 2]], y[:, [0, 2]]  # validated where it stopped: only rows both have
-            x, y = x[np.isin(x[:, 0], y[:, 0])], y[np.isin(y[:, 0], x[:, 0])]
-        np.testing.assert_array_equal(x, y, err_msg=name)
-    assert a.meta["history_partial"] == b.meta["history_partial"]
-    for key in ("step", "optimizer_updates", "rng", "workers", "total_steps", "data_origin", "last_val_loss"):
-        assert a.meta[key] == b.meta[key], key
-
 
 # ------------------------------------------------------------------ exact resume, through the library
 
@@ -95,17 +73,17 @@ ARCH = ("cell", "layers", "dropout", "weight_decay")
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_k_steps_then_resume_equals_one_run(corpus, tmp_path, case):
+def test_k_steps_then_resume_equals_one_run(loaded_corpus, tmp_path, case):
     # constant: under cosine a k-step run is a plan of its own (test_interrupted_run... has cosine's resume)
     settings = dict(TINY, lr_schedule="constant", optimizer=case["optimizer"], threads=case.get("threads", 0), **{k: case[k] for k in ARCH if k in case})
     k, n = case["k"], case["n"]
     whole = Recorder()
-    train(corpus, TrainConfig(**settings, steps=n), tmp_path / "whole.npz", report=whole)
+    train(loaded_corpus, TrainConfig(**settings, steps=n), tmp_path / "whole.npz", report=whole)
     first, second = Recorder(), Recorder()
-    train(corpus, TrainConfig(**settings, steps=k), tmp_path / "split.npz", report=first)
+    train(loaded_corpus, TrainConfig(**settings, steps=k), tmp_path / "split.npz", report=first)
     resumed = load_resume(tmp_path / "split.npz")
     cfg = resume_config(resumed, steps=n - k)
-    result = train(corpus, cfg, tmp_path / "split.npz", report=second, resume=resumed)
+    result = train(loaded_corpus, cfg, tmp_path / "split.npz", report=second, resume=resumed)
     assert result.steps == n
     assert first.losses() + second.losses() == whole.losses()
     assert len(whole.losses()) == n
@@ -114,61 +92,61 @@ def test_k_steps_then_resume_equals_one_run(corpus, tmp_path, case):
     assert start["start_step"] == k and start["total_steps"] == n
 
 
-def test_interrupted_run_resumes_to_its_original_plan(corpus, tmp_path):
+def test_interrupted_run_resumes_to_its_original_plan(loaded_corpus, tmp_path):
     """Stopped (as by Ctrl-C) at step 30 of a 2-epoch plan; a resume with no stop condition finishes it."""
     whole = Recorder()
-    train(corpus, TrainConfig(**TINY, epochs=2), tmp_path / "whole.npz", report=whole)
+    train(loaded_corpus, TrainConfig(**TINY, epochs=2), tmp_path / "whole.npz", report=whole)
     first, second = Recorder(), Recorder()
-    result = train(corpus, TrainConfig(**TINY, epochs=2), tmp_path / "m.npz", report=first, should_stop=stop_after(30))
+    result = train(loaded_corpus, TrainConfig(**TINY, epochs=2), tmp_path / "m.npz", report=first, should_stop=stop_after(30))
     assert result.stopped_early and result.steps == 30
     resumed = load_resume(tmp_path / "m.npz")
     assert resumed.meta["total_steps"] == 2 * PER_EPOCH
     cfg = resume_config(resumed)
     assert cfg.steps == 2 * PER_EPOCH - 30
     # interrupted again, then resumed again: still the same plan
-    train(corpus, cfg, tmp_path / "m.npz", report=second, resume=resumed, should_stop=stop_after(25))
+    train(loaded_corpus, cfg, tmp_path / "m.npz", report=second, resume=resumed, should_stop=stop_after(25))
     third = Recorder()
     again = load_resume(tmp_path / "m.npz")
     assert again.step == 55 and again.meta["total_steps"] == 2 * PER_EPOCH
-    train(corpus, resume_config(again), tmp_path / "m.npz", report=third, resume=again)
+    train(loaded_corpus, resume_config(again), tmp_path / "m.npz", report=third, resume=again)
     assert first.losses() + second.losses() + third.losses() == whole.losses()
     assert_same_state(load_checkpoint(tmp_path / "m.npz"), load_checkpoint(tmp_path / "whole.npz"))
     with pytest.raises(UsageError, match=r"m\.npz has finished its plan of 80 steps; give --steps, --epochs or --time"):
         resume_config(load_resume(tmp_path / "m.npz"))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_interrupted_cosine_run_with_dropout_resumes_bitwise(corpus, tmp_path, cell):
+@pytest.mark.parametrize("cell", CELLS)
+def test_interrupted_cosine_run_with_dropout_resumes_bitwise(loaded_corpus, tmp_path, cell):
     """Warm-up and cosine over the planned steps: an interrupted run picks the schedule up where it was."""
     settings = dict(TINY, cell=cell, layers=2, dropout=0.25, lr_schedule="cosine", warmup=7, min_lr=1e-4, steps=45)
     whole, first, second = Recorder(), Recorder(), Recorder()
-    train(corpus, TrainConfig(**settings), tmp_path / "whole.npz", report=whole)
-    train(corpus, TrainConfig(**settings), tmp_path / "m.npz", report=first, should_stop=stop_after(19))
+    train(loaded_corpus, TrainConfig(**settings), tmp_path / "whole.npz", report=whole)
+    train(loaded_corpus, TrainConfig(**settings), tmp_path / "m.npz", report=first, should_stop=stop_after(19))
     resumed = load_resume(tmp_path / "m.npz")
-    train(corpus, resume_config(resumed), tmp_path / "m.npz", report=second, resume=resumed)
+    train(loaded_corpus, resume_config(resumed), tmp_path / "m.npz", report=second, resume=resumed)
     assert first.losses() + second.losses() == whole.losses() and len(whole.losses()) == 45
     assert_same_state(load_checkpoint(tmp_path / "m.npz"), load_checkpoint(tmp_path / "whole.npz"))
 
 
-def test_stop_conditions_on_resume_count_from_the_resumed_step(corpus, tmp_path):
-    train(corpus, TrainConfig(**TINY, steps=20), tmp_path / "m.npz")
+def test_stop_conditions_on_resume_count_from_the_resumed_step(loaded_corpus, tmp_path):
+    train(loaded_corpus, TrainConfig(**TINY, steps=20), tmp_path / "m.npz")
     resumed = load_resume(tmp_path / "m.npz")
-    assert train(corpus, resume_config(resumed, steps=7), tmp_path / "a.npz", resume=resumed).steps == 27
-    assert train(corpus, resume_config(resumed, epochs=0.5), tmp_path / "b.npz", resume=resumed).steps == 40
+    assert train(loaded_corpus, resume_config(resumed, steps=7), tmp_path / "a.npz", resume=resumed).steps == 27
+    assert train(loaded_corpus, resume_config(resumed, epochs=0.5), tmp_path / "b.npz", resume=resumed).steps == 40
     cfg = resume_config(resumed, time_limit=0.01)
     assert (cfg.steps, cfg.epochs, cfg.time_limit) == (None, None, 0.01)
 
 
-def test_time_only_plan_resumes_for_the_same_time_again(corpus, tmp_path):
-    train(corpus, TrainConfig(**TINY, time_limit=0.05), tmp_path / "m.npz")
+def test_time_only_plan_resumes_for_the_same_time_again(loaded_corpus, tmp_path):
+    train(loaded_corpus, TrainConfig(**TINY, time_limit=0.05), tmp_path / "m.npz")
     resumed = load_resume(tmp_path / "m.npz")
     assert resumed.meta["total_steps"] is None
     cfg = resume_config(resumed)
     assert (cfg.steps, cfg.epochs, cfg.time_limit) == (None, None, 0.05)
 
 
-def test_worker_count_is_kept_for_bitwise_results(corpus, tmp_path):
-    train(corpus, TrainConfig(**TINY, steps=5, threads=2), tmp_path / "m.npz")
+def test_worker_count_is_kept_for_bitwise_results(loaded_corpus, tmp_path):
+    train(loaded_corpus, TrainConfig(**TINY, steps=5, threads=2), tmp_path / "m.npz")
     resumed = load_resume(tmp_path / "m.npz")
     assert resumed.meta["workers"] == 2
     assert resume_config(resumed, steps=1).threads == 2
@@ -185,8 +163,8 @@ def test_worker_count_is_kept_for_bitwise_results(corpus, tmp_path):
     (dict(save_every=1), "--save-every 1 conflicts with {p}, trained with --save-every 15; "),
     (dict(encoding_errors="replace"), "--encoding-errors replace conflicts with {p}, trained with --encoding-errors strict; "),
 ])  # fmt: skip
-def test_conflicting_settings_name_the_flag(corpus, tmp_path, given, message):
-    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+def test_conflicting_settings_name_the_flag(loaded_corpus, tmp_path, given, message):
+    train(loaded_corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
     resumed = load_resume(tmp_path / "m.npz")
     with pytest.raises(UsageError) as err:
         resume_config(resumed, given, steps=1)
@@ -196,12 +174,12 @@ def test_conflicting_settings_name_the_flag(corpus, tmp_path, given, message):
     assert resume_config(resumed, same, steps=1).hidden == 32
 
 
-def test_another_corpus_is_refused_unless_forced(corpus, tmp_path):
-    train(corpus, TrainConfig(**TINY, steps=45), tmp_path / "m.npz")
+def test_another_corpus_is_refused_unless_forced(loaded_corpus, tmp_path):
+    train(loaded_corpus, TrainConfig(**TINY, steps=45), tmp_path / "m.npz")
     (tmp_path / "other.txt").write_text(OTHER)
     resumed = load_resume(tmp_path / "m.npz")
     other = load_corpus([str(tmp_path / "other.txt")], vocab=resumed.vocab)
-    assert other.unknown == "".join(sorted(set(OTHER) - set(TEXT)))
+    assert other.unknown == "".join(sorted(set(OTHER) - set(TRAIN_TEXT)))
     with pytest.raises(CorpusError) as err:
         train(other, resume_config(resumed, steps=5), tmp_path / "m.npz", resume=resumed)
     assert re.fullmatch(
@@ -221,8 +199,8 @@ def test_another_corpus_is_refused_unless_forced(corpus, tmp_path):
     assert start["start_step"] == 45 and start["last_val_loss"] is None  # another validation set
 
 
-def test_fine_tuning_starts_the_new_corpus_with_a_zero_state(corpus, tmp_path, monkeypatch):
-    train(corpus, TrainConfig(**TINY, steps=13), tmp_path / "m.npz")
+def test_fine_tuning_starts_the_new_corpus_with_a_zero_state(loaded_corpus, tmp_path, monkeypatch):
+    train(loaded_corpus, TrainConfig(**TINY, steps=13), tmp_path / "m.npz")
     (tmp_path / "other.txt").write_text(OTHER)
     forced = load_resume(tmp_path / "m.npz", force=True)
     assert forced.checkpoint.state["h_carry"].any()
@@ -240,8 +218,8 @@ def test_fine_tuning_starts_the_new_corpus_with_a_zero_state(corpus, tmp_path, m
     np.testing.assert_array_equal(seen[0][1], other.ids[:16])  # stream 0 starts at the corpus's beginning
 
 
-def test_resume_needs_the_checkpoints_vocabulary(corpus, tmp_path):
-    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+def test_resume_needs_the_checkpoints_vocabulary(loaded_corpus, tmp_path):
+    train(loaded_corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
     (tmp_path / "other.txt").write_text(OTHER)
     resumed = load_resume(tmp_path / "m.npz", force=True)
     with pytest.raises(CorpusError, match="not encoded with the vocabulary of"):
@@ -280,8 +258,8 @@ def _rewrite_meta(path, **changes):
     ({"corpus.paths": [3]}, "meta 'corpus.paths' must be a list of file paths"),
     ({"corpus.encoding_errors": "loose"}, "meta 'corpus.encoding_errors' is invalid"),
 ])  # fmt: skip
-def test_checkpoint_that_cannot_be_resumed_exactly_is_refused(corpus, tmp_path, changes, reason):
-    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+def test_checkpoint_that_cannot_be_resumed_exactly_is_refused(loaded_corpus, tmp_path, changes, reason):
+    train(loaded_corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
     _rewrite_meta(tmp_path / "m.npz", **changes)
     if reason is None:
         load_resume(tmp_path / "m.npz")
@@ -291,8 +269,8 @@ def test_checkpoint_that_cannot_be_resumed_exactly_is_refused(corpus, tmp_path, 
     assert str(err.value) == f"{tmp_path / 'm.npz'}: cannot resume from it: {reason}"
 
 
-def test_checkpoint_without_training_state_is_refused(corpus, tmp_path):
-    train(corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
+def test_checkpoint_without_training_state_is_refused(loaded_corpus, tmp_path):
+    train(loaded_corpus, TrainConfig(**TINY, steps=3), tmp_path / "m.npz")
     ckpt = load_checkpoint(tmp_path / "m.npz")
     ckpt.state = {k: v for k, v in ckpt.state.items() if not k.startswith("opt.v.")}
     checkpoint_module.save_checkpoint(tmp_path / "m.npz", ckpt)
@@ -303,33 +281,8 @@ def test_checkpoint_without_training_state_is_refused(corpus, tmp_path):
 # ------------------------------------------------------------------ divergence and failed writes
 
 
-def nan_at(monkeypatch, step, what):
-    """Make window `step` (1-based) give a NaN loss, an infinite gradient, or infinite weights."""
-    calls = []
-    real = WindowRunner.loss_and_grads
-    real_step = Optimizer.step
-
-    def poisoned(self, params, grads, xs, ys, state, dropout=None):
-        calls.append(1)
-        loss = real(self, params, grads, xs, ys, state, dropout)
-        if len(calls) == step:
-            if what == "loss":
-                return float("nan")
-            if what == "gradient":
-                grads.flat[3] = np.inf
-        return loss
-
-    def update(self, params, grads, lr):
-        real_step(self, params, grads, lr)
-        if len(calls) == step and what == "weights":
-            params.flat[5] = np.inf
-
-    monkeypatch.setattr(WindowRunner, "loss_and_grads", poisoned)
-    monkeypatch.setattr(Optimizer, "step", update)
-
-
 @pytest.mark.parametrize("what", ["loss", "gradient", "weights"])
-def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch, what):
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(loaded_corpus, tmp_path, monkeypatch, what):
     out = tmp_path / "m.npz"
     saved = {}
 
@@ -339,7 +292,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, m
 
     nan_at(monkeypatch, 22 if what != "weights" else 30, what)  # saves at 15, and 30 for the weights
     with pytest.raises(CharrnnError) as err:
-        train(corpus, TrainConfig(**TINY, steps=40), out, report=report)
+        train(loaded_corpus, TrainConfig(**TINY, steps=40), out, report=report)
     message = str(err.value)
     assert "\n" not in message
     last = saved[str(out)][0]  # the last step saved before the failure (15, or 20 when that evaluation improved)
@@ -357,7 +310,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, m
         assert load_checkpoint(path).meta["step"] == step
 
 
-def test_failed_write_reports_the_path_and_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
+def test_failed_write_reports_the_path_and_keeps_the_previous_checkpoint(loaded_corpus, tmp_path, monkeypatch):
     out = tmp_path / "m.npz"
     real = np.savez
     calls = []
@@ -369,13 +322,13 @@ def test_failed_write_reports_the_path_and_keeps_the_previous_checkpoint(corpus,
         f.write(b"PK\x03\x04 half a file")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    train(corpus, TrainConfig(**TINY, steps=3), out)
+    train(loaded_corpus, TrainConfig(**TINY, steps=3), out)
     monkeypatch.setattr(checkpoint_module.np, "savez", savez_until_the_disk_is_full)
     resumed = load_resume(out)
     cfg = resume_config(resumed, steps=40)
     before = []
     with pytest.raises(CheckpointError) as err:
-        train(corpus, cfg, out, resume=resumed, report=lambda kind, info: kind == "save" and before.append(out.read_bytes()))
+        train(loaded_corpus, cfg, out, resume=resumed, report=lambda kind, info: kind == "save" and before.append(out.read_bytes()))
     # saves: step 10 (latest and best), step 15 (latest); the next one fails
     match = re.fullmatch(rf"cannot write checkpoint {re.escape(str(out))}: No space left on device \(at step (\d+)\); "
                          rf"{re.escape(str(out))} still holds the state of step 15", str(err.value))  # fmt: skip
@@ -385,13 +338,13 @@ def test_failed_write_reports_the_path_and_keeps_the_previous_checkpoint(corpus,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.best.npz", "m.npz", "tiny.txt"]  # no temp file left
 
 
-def test_training_removes_temp_files_that_killed_saves_left(corpus, tmp_path):
+def test_training_removes_temp_files_that_killed_saves_left(loaded_corpus, tmp_path):
     """One writer per --out: whatever `.m.npz.XXXXXXXX.tmp` is there when training starts is a leftover."""
     stale = [".m.npz.k1ll3d_x.tmp", ".m.best.npz.a8cdefgh.tmp"]
     kept = [".m.npz.x.tmp", ".other.npz.abcdefgh.tmp"]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"PK\x03\x04 cut short")
-    train(corpus, TrainConfig(**TINY, steps=2), tmp_path / "m.npz")
+    train(loaded_corpus, TrainConfig(**TINY, steps=2), tmp_path / "m.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["m.npz", "m.best.npz", "tiny.txt"])
 
 
@@ -418,7 +371,7 @@ JSON = st.recursive(
 def _fuzz_base(tmp_path):
     """A small checkpoint (as arrays) and its corpus, made once per process."""
     if not _FUZZ_BASE:
-        (tmp_path / "base.txt").write_text(TEXT[:900])
+        (tmp_path / "base.txt").write_text(TRAIN_TEXT[:900])
         corpus = load_corpus([str(tmp_path / "base.txt")])
         settings = dict(hidden=8, seq=4, batch=2, val_frac=0.1, eval_every=3, save_every=5, lr_decay=0.9)
         train(corpus, TrainConfig(**settings, steps=4), tmp_path / "base.npz")
@@ -427,6 +380,7 @@ def _fuzz_base(tmp_path):
     return _FUZZ_BASE["arrays"], _FUZZ_BASE["corpus"]
 
 
+@pytest.mark.slow
 @settings(max_examples=max(1, FUZZ_EXAMPLES // 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_meta_never_breaks_a_resume(tmp_path, data):

@@ -6,28 +6,26 @@ import re
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-import charrnn.cli
 import charrnn.progress
 from charrnn import checkpoint as checkpoint_module
 from charrnn.checkpoint import load_checkpoint
 from charrnn.training import best_path
 
-from test_resume import OTHER, TEXT, assert_same_state, nan_at
+import helpers
+from checkpoint_helpers import assert_same_state
+from helpers import OTHER, TRAIN_TEXT, nan_at
 
 
 # ------------------------------------------------------------------ through the CLI
 
-runner = CliRunner(env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None, "COLUMNS": "160"})
 CLI_TINY = ["--hidden", "16", "--seq", "8", "--batch", "4", "--eval-every", "7", "--save-every", "11", "--lr-decay", "0.7"]
 
 
 def cli(*args, input=None):
-    result = runner.invoke(charrnn.cli.app, [str(a) for a in args], input=input)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert "Traceback" not in result.stderr and result.stdout == ""
+    """helpers.cli, and nothing on stdout: every command here is a quiet train or a refusal."""
+    result = helpers.cli(*args, input=input)
+    assert result.stdout == ""
     return result
 
 
@@ -46,8 +44,9 @@ def one_error(result, code):
 
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
+    """As conftest.py's in_tmp, but corpus.txt is TRAIN_TEXT, beside other.txt (OTHER)."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(TEXT)
+    (tmp_path / "corpus.txt").write_text(TRAIN_TEXT)
     (tmp_path / "other.txt").write_text(OTHER)
     return tmp_path
 
@@ -99,7 +98,7 @@ def test_cli_resume_refusals(in_tmp):
     assert re.fullmatch(r"other\.txt is not the corpus m\.npz was trained on \(fingerprint [0-9a-f]{12} vs [0-9a-f]{12}\); "
                         r"pass --force to fine-tune it on this corpus", message)  # fmt: skip
     before = (in_tmp / "m.npz").read_bytes()
-    (in_tmp / "corpus.txt").write_text(TEXT + "changed")
+    (in_tmp / "corpus.txt").write_text(TRAIN_TEXT + "changed")
     assert "corpus.txt is not the corpus m.npz was trained on" in one_error(cli("train", "--resume", "m.npz", "--steps", "3"), 1)
     assert (in_tmp / "m.npz").read_bytes() == before
 
@@ -107,7 +106,7 @@ def test_cli_resume_refusals(in_tmp):
 def test_cli_fine_tune_with_force_warns_about_unknown_characters(in_tmp):
     ok("train", "corpus.txt", *CLI_TINY, "--steps", "20", "-q", "-o", "m.npz")
     result = ok("train", "--resume", "m.npz", "other.txt", "--steps", "5", "--force", "-q")
-    unknown = "".join(sorted(set(OTHER) - set(TEXT)))
+    unknown = "".join(sorted(set(OTHER) - set(TRAIN_TEXT)))
     assert result.stderr == "charrnn: warning: not in the model's vocabulary, read as <unk>: " + ", ".join(map(repr, unknown)) + "\n"
     meta = load_checkpoint(in_tmp / "m.npz").meta
     assert meta["step"] == 25 and meta["data_origin"] == 20
@@ -118,12 +117,12 @@ def test_cli_fine_tune_with_force_warns_about_unknown_characters(in_tmp):
 
 
 def test_cli_resume_of_a_stdin_model_needs_the_corpus(in_tmp):
-    ok("train", "-", *CLI_TINY, "--steps", "10", "-q", "-o", "piped.npz", input=TEXT.encode())
+    ok("train", "-", *CLI_TINY, "--steps", "10", "-q", "-o", "piped.npz", input=TRAIN_TEXT.encode())
     assert "paths" not in load_checkpoint(in_tmp / "piped.npz").meta["corpus"]
     assert one_error(cli("train", "--resume", "piped.npz", "--steps", "2"), 2) == (
         "piped.npz was trained on standard input or a pipe; give its corpus: charrnn train --resume piped.npz CORPUS"
     )
-    ok("train", "--resume", "piped.npz", "-", "--steps", "2", "-q", input=TEXT.encode())
+    ok("train", "--resume", "piped.npz", "-", "--steps", "2", "-q", input=TRAIN_TEXT.encode())
     ok("train", "--resume", "piped.npz", "corpus.txt", "--steps", "2", "-q")  # the same text from a file: the same corpus
     assert load_checkpoint(in_tmp / "piped.npz").meta["step"] == 14
 

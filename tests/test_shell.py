@@ -16,7 +16,9 @@ import charrnn.cli
 from charrnn import __version__
 from charrnn.cli_text import EXIT_CODES
 from charrnn.lock import lock_path, writing
-from test_cli import TINY, assert_error, cli, corpus, in_tmp, ok  # noqa: F401 (in_tmp: autouse; corpus: a fixture)
+from helpers import TINY, assert_error, cli, ok
+
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test runs in its own folder holding corpus.txt
 
 COMMANDS = ("vocab", "train", "sample", "eval", "info", "plot", "corpus", "corpus list", "corpus get")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from charrnn.cells import CELLS
 from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.evaluate import evaluate_ids
@@ -26,7 +27,7 @@ def format_block():
     return match.group(1)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_format_doc_loads_a_checkpoint_into_pytorch_with_the_same_loss(tmp_path, cell):
     (tmp_path / "corpus.txt").write_text(TEXT)
     corpus = load_corpus([str(tmp_path / "corpus.txt")])
@@ -44,7 +45,7 @@ def test_format_doc_loads_a_checkpoint_into_pytorch_with_the_same_loss(tmp_path,
     assert abs(ours - np.log(model.vocab.size)) > 0.05  # trained, not a uniform model
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_one_windows_loss_state_and_every_gradient_match_pytorchs(cell):
     """The training path itself (the float32 kernels, from a non-zero carried state) against
     torch's autograd, array by array, at 2 layers."""
