@@ -15,10 +15,6 @@ from pathlib import Path
 
 from charrnn.errors import UsageError, unknown_warning
 
-# The stop conditions and run settings, besides charrnn.config.FROM_CHECKPOINT: for the message
-# naming every setting.
-_RUN_NAMES = ("steps", "epochs", "time", "threads")
-
 
 def _paths(corpus):
     """A path, or a list of paths, as the list of str the corpus reader takes."""
@@ -33,18 +29,6 @@ def _paths(corpus):
     if None in paths:
         raise UsageError(f"corpus must be a path or a list of paths (got {corpus!r})")
     return paths or None
-
-
-def _settings(settings):
-    """Check the names of **settings against TrainConfig's (a UsageError naming an unknown one)."""
-    from charrnn.config import FROM_CHECKPOINT
-
-    unknown = sorted(set(settings) - set(FROM_CHECKPOINT))
-    if unknown:
-        raise UsageError(
-            f"unknown setting {unknown[0]!r}; the settings are {', '.join(sorted(FROM_CHECKPOINT + _RUN_NAMES))}"
-        )  # fmt: skip
-    return settings
 
 
 def _read(paths, text, *, lines, encoding_errors, min_count=1, vocab=None):
@@ -64,14 +48,15 @@ def _read(paths, text, *, lines, encoding_errors, min_count=1, vocab=None):
 
 
 def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_stop=None, device="auto",
-          encoding_errors="strict", steps=None, epochs=None, time=None, threads=0, sample_every=0,
-          sample_length=200, sample_prime="", log=None, log_every=10, **settings):  # fmt: skip
+          encoding_errors="strict", sample_every=0, sample_length=200, sample_prime="", log=None, log_every=10,
+          **settings):  # fmt: skip
     """Train a new model on `corpus` (a path or a list of paths; "-" reads standard input) or on
     `text`, and save it to `out` (and the best-validated state to <stem>.best.npz).
 
-    settings: cell, layers, hidden, dropout, seq, batch, optimizer, lr, lr_decay, lr_schedule,
-    warmup, min_lr, weight_decay, clip, seed, val_frac, val_split, eval_every, save_every, lines, min_count.
-    Stops after `steps`, `epochs` or `time` seconds, whichever comes first (none: 5 epochs).
+    settings: the flags of `charrnn train` that charrnn.config.TrainConfig declares, by their
+    Python names (cell, hidden, lr_schedule, ..., steps, epochs, time, threads; `charrnn train
+    --help` lists them with their defaults). Stops after `steps`, `epochs` or `time` seconds,
+    whichever comes first (none: 5 epochs).
     on_event(kind, info): progress, as charrnn.training documents ("start", "step", "eval", "save").
     should_stop(): polled after every step; True stops the run and saves it (result.stopped_early).
     sample_every: report a "sample" event (info: step, text) every this many steps, `sample_length`
@@ -79,34 +64,36 @@ def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_st
     log: a JSON-lines file of the run's progress (charrnn.runlog), a line every `log_every` steps.
     Returns a charrnn.training.TrainResult.
     """
-    from charrnn.config import TrainConfig
+    from charrnn.config import TrainConfig, from_options
 
     paths = _paths(corpus)
     if paths is None and text is None:
         raise UsageError("Missing argument 'corpus'.")
-    cfg = TrainConfig(**_settings(settings), steps=steps, epochs=epochs, time_limit=time, threads=threads)
+    cfg = TrainConfig(**from_options(settings))
     live = (sample_every, sample_length, sample_prime)
     return _run(paths, text, cfg, out, None, encoding_errors, on_event, should_stop, device, live, (log, log_every))
 
 
 def resume(path, corpus=None, *, text=None, out=None, force=False, on_event=None, should_stop=None, device="auto",
-           encoding_errors=None, steps=None, epochs=None, time=None, threads=None, sample_every=0,
-           sample_length=200, sample_prime="", log=None, log_every=10, **more):  # fmt: skip
+           encoding_errors=None, sample_every=0, sample_length=200, sample_prime="", log=None, log_every=10,
+           **settings):  # fmt: skip
     """Continue the run saved in `path` exactly where it stopped, on its own corpus by default.
 
-    steps / epochs / time: how much more (none: the rest of its original plan). `more`: settings,
-    which must equal the checkpoint's (a UsageError names the first that differs); `force=True`
-    fine-tunes on another corpus. Writes to `path` unless `out` is given. threads None: the
-    checkpoint's count, which keeps the result bitwise that of one uninterrupted run.
+    settings: as for train. Those of the model and the data (charrnn.config.FROM_CHECKPOINT), and
+    encoding_errors, must equal the checkpoint's (a UsageError names the first that differs);
+    steps / epochs / time are how much more (none: the rest of its original plan); threads None
+    (not given) is the checkpoint's count, which keeps the result bitwise that of one
+    uninterrupted run. `force=True` fine-tunes on another corpus. Writes to `path` unless `out`
+    is given.
     """
-    from charrnn.config import TrainConfig
+    from charrnn.config import RUN_SETTINGS, TrainConfig, from_options
     from charrnn.resuming import corpus_matches, load_resume, resume_config
 
-    # The stop settings first: their messages name the setting, as for a new run.
-    TrainConfig(steps=steps, epochs=epochs, time_limit=time, threads=threads or 0)
+    given = from_options(settings)
+    # This run's own settings first: their messages name the setting, as for a new run.
+    TrainConfig(**{name: value for name, value in given.items() if name in RUN_SETTINGS and value is not None})
     resumed = load_resume(Path(path), force=force)
-    given = dict(_settings(more), encoding_errors=encoding_errors)
-    cfg = resume_config(resumed, given, steps=steps, epochs=epochs, time_limit=time, threads=threads)
+    cfg = resume_config(resumed, dict(given, encoding_errors=encoding_errors))
     paths = _paths(corpus)
     if paths is None and text is None:
         if not resumed.corpus_paths:

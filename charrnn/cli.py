@@ -4,6 +4,7 @@ Heavy modules (numpy, numba, rich) are imported inside the commands, so `charrnn
 """
 
 import gc
+import inspect
 import os
 import shlex
 import sys
@@ -16,6 +17,7 @@ import typer
 from charrnn import cli_text
 from charrnn.cli_corpus import corpus_app
 from charrnn.cli_errors import OneLineErrors, error_line, quiet_broken_pipe
+from charrnn.config import SETTINGS  # light: the training settings' declarations, no numpy
 from charrnn.errors import CharrnnWarning
 
 app = typer.Typer(
@@ -45,10 +47,9 @@ def _root(
     pass
 
 Corpus = Annotated[list[str], typer.Argument(help="Text file(s); - reads standard input.", show_default=False)]
-EncodingErrors = Annotated[
-    str, typer.Option("--encoding-errors", help="Invalid UTF-8: strict (refuse), replace or ignore.")
-]
-Lines = Annotated[bool, typer.Option("--lines", help="Every line is a record (names, titles, ...).")]
+SETTING_HELP = {s.name: s.help for s in SETTINGS}  # for the options other commands share with train
+ENCODING_HELP = "Invalid UTF-8: strict (refuse), replace or ignore."
+EncodingErrors = Annotated[str, typer.Option("--encoding-errors", help=ENCODING_HELP)]
 ModelPath = Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False, help=(
     "Checkpoint to use.  [default: charrnn.best.npz when it is the best state of the run in charrnn.npz, "
     "else charrnn.npz]"))]
@@ -75,8 +76,8 @@ def stderr_console():
 @app.command(epilog=cli_text.VOCAB)
 def vocab(
     corpus: Corpus,
-    min_count: Annotated[int, typer.Option(help="Characters seen fewer times become <unk>.")] = 1,
-    lines: Lines = False,
+    min_count: Annotated[int, typer.Option(help=SETTING_HELP["min_count"])] = 1,
+    lines: Annotated[bool, typer.Option("--lines", help=SETTING_HELP["lines"])] = False,
     encoding_errors: EncodingErrors = "strict",
     json: Json = False,
 ):
@@ -91,21 +92,33 @@ def vocab(
         report.print_vocab_table(loaded.vocab)
 
 
-def _train_default(name):
-    from charrnn.config import TrainConfig
+def _with_settings(after):
+    """Give the command an option for each training setting, inserted after its parameter `after`:
+    flag, type and help as charrnn.config.TrainConfig declares them (`setting()`), the default
+    shown in the help. The command takes them as **settings, each None when not given, so that it
+    passes on only what the user asked for: the defaults are the library's, and a resumed run
+    takes the rest from its checkpoint."""
 
-    return TrainConfig.__dataclass_fields__[name].default
+    def option(s):
+        shown = s.default_text
+        if shown is None and s.default is not None and s.type is not bool:  # a flag needs no default shown
+            shown = s.default
+        text = s.help if shown is None else f"{s.help}  [default: {shown}]"
+        info = typer.Option(s.flag, help=text, show_default=False)
+        return inspect.Parameter(s.option, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                 annotation=Annotated[Optional[s.type], info])  # fmt: skip
 
+    def add(command):
+        params = [p for p in inspect.signature(command).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        at = [p.name for p in params].index(after) + 1
+        command.__signature__ = inspect.Signature(params[:at] + [option(s) for s in SETTINGS] + params[at:])
+        return command  # typer reads the options from its signature
 
-def _setting(help, name=None, *flags):
-    """An option of a setting a resumed run takes from its checkpoint: None when not given, so the
-    command knows what the user asked for; the default is shown in the help."""
-    shown = _train_default(name) if name else None
-    text = help if shown is None else f"{help}  [default: {shown}]"
-    return typer.Option(*flags, help=text, show_default=False)
+    return add
 
 
 @app.command(epilog=cli_text.TRAIN)
+@_with_settings(after="force")
 def train(
     corpus: Annotated[Optional[list[str]], typer.Argument(
         help="Text file(s); - reads standard input. With --resume: by default the files the checkpoint was trained on.",
@@ -116,36 +129,9 @@ def train(
         help="Continue training from this checkpoint, exactly where it stopped.", show_default=False)] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="With --resume: accept a different corpus and fine-tune on it.")] = False,
-    cell: Annotated[Optional[str], _setting("rnn, lstm or gru.", "cell")] = None,
-    layers: Annotated[Optional[int], _setting("Stacked layers.", "layers")] = None,
-    hidden: Annotated[Optional[int], _setting("Hidden units H per layer.", "hidden")] = None,
-    dropout: Annotated[Optional[float], _setting("Drop this fraction of each layer's outputs in training.", "dropout")] = None,
-    seq: Annotated[Optional[int], _setting("Time steps T per truncated-BPTT window.", "seq")] = None,
-    batch: Annotated[Optional[int], _setting("Parallel streams B.", "batch")] = None,
-    optimizer: Annotated[Optional[str], _setting("adam, adagrad or sgd.", "optimizer")] = None,
-    lr: Annotated[Optional[float], _setting("Learning rate [default: adam 8e-3, adagrad 0.1, sgd 0.5].")] = None,
-    lr_decay: Annotated[Optional[float], _setting("Multiply the learning rate by this after every epoch.", "lr_decay")] = None,
-    lr_schedule: Annotated[Optional[str], _setting("constant, or cosine down to --min-lr over the run.", "lr_schedule")] = None,
-    warmup: Annotated[Optional[int], _setting("Raise the learning rate linearly over this many first steps [default: 100].", "warmup")] = None,
-    min_lr: Annotated[Optional[float], _setting("Where cosine ends [default: a tenth of --lr].")] = None,
-    weight_decay: Annotated[Optional[float], _setting("Decoupled weight decay (AdamW), not on biases.", "weight_decay")] = None,
-    clip: Annotated[Optional[float], _setting("Clip the gradient to this global norm (0: off).", "clip")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (with --resume: this many more).", show_default=False)] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many epochs [default: 5] (with --resume: this many more).", show_default=False)] = None,
-    time: Annotated[Optional[float], typer.Option("--time", help="Stop after this many seconds.", show_default=False)] = None,
-    seed: Annotated[Optional[int], _setting("Random seed (initial weights).", "seed")] = None,
-    val_frac: Annotated[Optional[float], _setting("Fraction held out for validation.", "val_frac")] = None,
-    val_split: Annotated[Optional[str], _setting(
-        "Where validation comes from: spread (the end of each stream's share of the corpus) or tail (the corpus's end).",
-        "val_split")] = None,
-    eval_every: Annotated[Optional[int], _setting("Validate every this many steps.", "eval_every")] = None,
-    save_every: Annotated[Optional[int], _setting("Save the latest state every this many steps.", "save_every")] = None,
-    threads: Annotated[Optional[int], _setting(
-        "Worker threads sharing the streams (0: one per core; with --resume: the checkpoint's count).", "threads")] = None,
-    lines: Annotated[Optional[bool], _setting("Every line is a record (names, titles, ...).", None, "--lines")] = None,
-    min_count: Annotated[Optional[int], _setting("Characters seen fewer times become <unk>.", "min_count")] = None,
+    # here: the training settings (_with_settings)
     encoding_errors: Annotated[Optional[str], typer.Option(
-        "--encoding-errors", help="Invalid UTF-8: strict (refuse), replace or ignore.  [default: strict]",
+        "--encoding-errors", help=f"{ENCODING_HELP}  [default: strict; with --resume, the checkpoint's]",
         show_default=False)] = None,
     sample_every: Annotated[Optional[int], typer.Option(show_default=False, help=(
         "Show a sample every this many steps (0: none).  [default: with every validation]"))] = None,
@@ -157,6 +143,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary, no samples.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print the final summary to stdout as JSON.")] = False,
     device: Device = "auto",
+    **settings,
 ):
     """Train a model on a corpus and save it to a checkpoint, or continue one with --resume."""
     from charrnn import api
@@ -164,13 +151,8 @@ def train(
     from charrnn.progress import TrainingReporter, summary_line
     from charrnn.stop import EXIT_INTERRUPTED, StopOnSignal
 
-    given = dict(
-        cell=cell, layers=layers, hidden=hidden, dropout=dropout, seq=seq, batch=batch, optimizer=optimizer, lr=lr,
-        lr_decay=lr_decay, lr_schedule=lr_schedule, warmup=warmup, min_lr=min_lr, weight_decay=weight_decay, clip=clip,
-        seed=seed, val_frac=val_frac, val_split=val_split, eval_every=eval_every, save_every=save_every, lines=lines, min_count=min_count,
-    )  # fmt: skip
-    given = {k: v for k, v in given.items() if v is not None}
-    stops = dict(steps=steps, epochs=epochs, time=time)
+    # what the user gave: the library has the defaults, and a resumed run the checkpoint's
+    given = {name: value for name, value in dict(settings, encoding_errors=encoding_errors).items() if value is not None}
     console = stderr_console()
     with StopOnSignal() as stop, TrainingReporter(console, quiet=quiet) as reporter:
         def on_event(kind, info):
@@ -179,15 +161,13 @@ def train(
             reporter(kind, info)
 
         samples = dict(sample_every=0 if quiet else sample_every, sample_length=sample_length, sample_prime=sample_prime)
-        run = dict(on_event=on_event, should_stop=stop.requested, device=device, log=log, log_every=log_every, **stops, **samples)
+        run = dict(on_event=on_event, should_stop=stop.requested, device=device, log=log, log_every=log_every, **samples)
         if resume is None:
             if force:
                 raise UsageError("--force goes with --resume (it lets a resumed run fine-tune on another corpus)")
-            result = api.train(corpus or None, out or "charrnn.npz", encoding_errors=encoding_errors or "strict",
-                               threads=threads or 0, **run, **given)  # fmt: skip
+            result = api.train(corpus or None, out or "charrnn.npz", **run, **given)
         else:
-            result = api.resume(resume, corpus or None, out=out, force=force, encoding_errors=encoding_errors,
-                                threads=threads, **run, **given)  # fmt: skip
+            result = api.resume(resume, corpus or None, out=out, force=force, **run, **given)
     if result.stopped_early:
         again = ["charrnn", "train", "--resume", str(result.checkpoint)]
         if not result.corpus_paths:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint
-from charrnn.config import FROM_CHECKPOINT, MAX_STEPS, TrainConfig, flag, plan_steps
+from charrnn.config import FROM_CHECKPOINT, MAX_STEPS, RUN_SETTINGS, SETTINGS, STOPS, TrainConfig, flag, plan_steps
 from charrnn.corpus import ENCODING_ERRORS
 from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
 from charrnn.optim import SLOTS
@@ -29,8 +29,8 @@ def _is_number(x):
     return _is_int(x)  # any size: the range checks come later
 
 
-_INT_SETTINGS = ("layers", "hidden", "seq", "batch", "warmup", "eval_every", "save_every", "min_count", "seed", "threads", "steps")
-_NUMBER_SETTINGS = ("dropout", "lr", "lr_decay", "min_lr", "weight_decay", "clip", "val_frac", "epochs", "time_limit")
+# What a checkpoint's value of a setting must be, by the setting's type (config.SETTINGS).
+_RECORDED = {int: _is_int, float: _is_number, str: lambda x: isinstance(x, str), bool: lambda x: isinstance(x, bool)}
 
 
 @dataclass
@@ -91,13 +91,10 @@ def load_resume(path, force=False):
             raise CheckpointError(f"{path}: cannot resume from it: {reason}")
 
     raw = meta["train"]
-    for name in _INT_SETTINGS:
-        need(raw.get(name) is None or _is_int(raw[name]), f"meta 'train.{name}' must be an integer, not {raw.get(name)!r}")
-    for name in _NUMBER_SETTINGS:
-        need(raw.get(name) is None or _is_number(raw[name]), f"meta 'train.{name}' must be a number, not {raw.get(name)!r}")
-    for name in ("optimizer", "cell", "lr_schedule", "val_split"):
-        need(isinstance(raw.get(name, ""), str), f"meta 'train.{name}' must be a string")
-    need(isinstance(raw.get("lines", False), bool), "meta 'train.lines' must be true or false")
+    for s in SETTINGS:  # one it lacks: the default of then (TrainConfig.from_dict)
+        value = raw.get(s.name)
+        if s.name in raw and not (value is None and s.type in (int, float)):  # a null number: TrainConfig's to judge
+            need(_RECORDED[s.type](value), f"meta 'train.{s.name}' must be {s.kind}, not {value!r}")
     try:
         settings = TrainConfig.from_dict(raw)
     except (CharrnnError, TypeError, ValueError) as err:
@@ -144,39 +141,28 @@ def load_resume(path, force=False):
     return Resume(ckpt, path, settings, force)
 
 
-def resume_config(resume, given=None, steps=None, epochs=None, time_limit=None, threads=None):
+def resume_config(resume, given=None, **more):
     """The settings of a run that continues `resume`.
 
-    given: {setting: value} the user gave (None: not given); model and data settings
-    (config.FROM_CHECKPOINT, and "encoding_errors") must equal the checkpoint's, else UsageError
-    naming the flag. steps / epochs / time_limit are how much MORE to train; with none of them
-    the run continues to its original plan (its step total; a time-only plan: the same time again).
-    threads: None reuses the checkpoint's worker count, which keeps the results bitwise exact.
+    given, more: {setting: value} the user gave (None: not given), by TrainConfig's names. The model
+    and data settings (config.FROM_CHECKPOINT, and "encoding_errors") must equal the checkpoint's,
+    else a UsageError names the flag; the others (config.RUN_SETTINGS) are this run's. Of those,
+    steps / epochs / time_limit are how much MORE to train; with none of them the run continues to
+    its original plan (its step total; a time-only plan: the same time again). threads None
+    reuses the checkpoint's worker count, which keeps the results bitwise exact.
     """
     saved = resume.settings
-    for name, value in (given or {}).items():
+    run = {}
+    for name, value in {**(given or {}), **more}.items():
         if value is None:
             continue
-        if name == "encoding_errors":
-            current = resume.encoding_errors
-            if current is None:
-                continue  # not recorded: the caller's choice stands
-        elif name in FROM_CHECKPOINT:
-            current = saved.learning_rate if name == "lr" else getattr(saved, name)
+        if name in RUN_SETTINGS:
+            run[name] = value
+        elif name in FROM_CHECKPOINT or name == "encoding_errors":
+            _same_as_recorded(resume, name, value)
         else:
-            raise ValueError(f"{name!r} is not a setting a resumed run takes from its checkpoint")
-        if value != current:
-            f = flag(name)
-            if isinstance(current, bool):
-                had = f"trained {'with' if current else 'without'} {f}"
-                mine = f if value else f"no {f}"
-            else:
-                had, mine = f"trained with {f} {current}", f"{f} {value}"
-            raise UsageError(
-                f"{mine} conflicts with {resume.path}, {had}; a resumed run keeps the checkpoint's settings "
-                f"(leave {f} out, or train a new model)"
-            )
-    stops = dict(steps=steps, epochs=epochs, time_limit=time_limit)
+            raise ValueError(f"{name!r} is not a setting of TrainConfig")
+    stops = {name: run.pop(name, None) for name in STOPS}
     if all(v is None for v in stops.values()):
         total = resume.planned_total
         stops["time_limit"] = saved.time_limit
@@ -188,9 +174,30 @@ def resume_config(resume, given=None, steps=None, epochs=None, time_limit=None, 
                     f"give --steps, --epochs or --time to train it further"
                 )
             stops["steps"] = left
-    if threads is None:
-        threads = resume.workers if resume.workers is not None else saved.threads
-    return replace(saved, **stops, threads=threads)
+    run.setdefault("threads", resume.workers if resume.workers is not None else saved.threads)
+    return replace(saved, **stops, **run)
+
+
+def _same_as_recorded(resume, name, value):
+    """A setting given to a resumed run: a UsageError unless it is what the checkpoint recorded."""
+    if name == "encoding_errors":
+        current = resume.encoding_errors
+        if current is None:
+            return  # not recorded: the caller's choice stands
+    else:
+        current = resume.settings.learning_rate if name == "lr" else getattr(resume.settings, name)
+    if value == current:
+        return
+    f = flag(name)
+    if isinstance(current, bool):
+        had = f"trained {'with' if current else 'without'} {f}"
+        mine = f if value else f"no {f}"
+    else:
+        had, mine = f"trained with {f} {current}", f"{f} {value}"
+    raise UsageError(
+        f"{mine} conflicts with {resume.path}, {had}; a resumed run keeps the checkpoint's settings "
+        f"(leave {f} out, or train a new model)"
+    )
 
 
 def corpus_matches(resume, corpus, names="this corpus"):
