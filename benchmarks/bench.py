@@ -69,12 +69,12 @@ def check_device(device):
         return
     import torch
 
-    from charrnn.cuda_backend import _simulated, cuda_status
+    from charrnn.cuda_probe import cuda_status, simulated
 
     usable, reason = cuda_status()
     if not usable:
         fail(f"--device cuda: charrnn cannot use CUDA here: {reason}")
-    if _simulated():
+    if simulated():
         fail("--device cuda: numba-cuda's simulator is on (NUMBA_ENABLE_CUDASIM); unset it to benchmark a GPU")
     if not torch.cuda.is_available():
         fail("--device cuda: torch sees no CUDA device (a CPU-only torch build?)")

@@ -5,7 +5,7 @@
 #
 #     bash benchmarks/gpu_check.sh [CORPUS]
 #
-# 1. the device: numba-cuda finds the GPU (charrnn.cuda_backend.cuda_status), nvidia-smi's view of it;
+# 1. the device: numba-cuda finds the GPU (charrnn.cuda_probe.cuda_status), nvidia-smi's view of it;
 # 2. the CUDA tests on the real GPU: tests/test_cuda_sim.py's `device` suite (CHARRNN_CUDA_TESTS=device:
 #    every kernel, every cell at 1 and 2 layers with dropout, training steps, eval, sampling, and
 #    train / sample / eval / the CLI on "cuda", each against the CPU);
@@ -72,10 +72,10 @@ finish() {
 
 nvidia-smi -L 2>/dev/null || echo "(nvidia-smi not found)"
 if ! step "device: numba-cuda finds a GPU" 45 device.log "$PY" -c "
-from charrnn.cuda_backend import cuda_status, _simulated
+from charrnn.cuda_probe import cuda_status, simulated
 usable, reason = cuda_status()
 print('charrnn:', reason)
-raise SystemExit(0 if usable and not _simulated() else 1)"; then
+raise SystemExit(0 if usable and not simulated() else 1)"; then
     finish  # nothing else can run
 fi
 

@@ -1,7 +1,8 @@
-"""The CUDA backend, host side: device parameters, the optimizer, a device-resident training step,
-device evaluation windows, and (charrnn.sample_cuda) a device sampler, for every cell and layer count.
-The network's launches are in charrnn.network_cuda; kernels in charrnn.kernels.cuda* and
-charrnn/cells/<name>/cuda.py.
+"""The CUDA backend, host side: device parameters, the optimizer, a device-resident training step
+and device evaluation windows, for every cell and layer count. Built on it: the device sampler
+(charrnn.sample_cuda). The network's launches and its workspace are in charrnn.network_cuda; kernels
+in charrnn.kernels.cuda* and charrnn/cells/<name>/cuda.py; whether CUDA can run here at all is
+charrnn.cuda_probe's question.
 
 Shape letters: T time steps, B streams, H hidden units, V vocabulary, G gates, L layers, S states
 per layer, N = T*B, P parameters. Parameters, gradients and optimizer slots are each one flat
@@ -11,12 +12,12 @@ on the CPU. The training ids are uploaded once (DeviceTrainer.upload_streams) an
 cut from them on the device (step_at): per training step only the window's start offset goes in
 and the loss and gradient norm (two float64, one copy) come back.
 
-Nothing here touches a GPU, or imports numba.cuda, until a function or class is used: importing
-charrnn (or this module) stays cheap and works without numba-cuda or a driver.
+Nothing here imports numba.cuda or touches a GPU until a function or class is used (through _cuda,
+_k and _net), so importing this module needs neither numba-cuda nor a driver. charrnn.sample_cuda
+builds on DeviceParams; nothing here imports it, so the two import in one direction only.
 """
 
 import math
-import os
 
 import numpy as np
 
@@ -42,75 +43,10 @@ def _k():
     return kernels
 
 
-def cuda_status():
-    """(usable, reason): whether CUDA training can run here, and a sentence saying why (not)."""
-    import importlib.util
-
-    if importlib.util.find_spec("numba_cuda") is None:  # numba's own numba.cuda is deprecated: not used
-        return False, (
-            "numba-cuda is not installed (pip install 'charrnn[cuda12]' or 'charrnn[cuda13]', "
-            "to match the driver's CUDA version)"
-        )
-    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0") and not _driver_loads():
-        return False, "no CUDA driver was found (the NVIDIA driver's libcuda could not be loaded)"
-    try:
-        cuda = _cuda()
-        if cuda.is_available():
-            return True, "numba-cuda's CUDA simulator" if _simulated() else "a CUDA GPU was found"
-        return False, "no CUDA GPU or driver was found (numba-cuda reports none)"
-    except Exception as error:  # a broken driver or toolkit install
-        return False, f"CUDA could not start: {error}"
-
-
-def _driver_loads():
-    """Whether the CUDA driver library loads, tried by the names and folders numba-cuda tries. It takes
-    a millisecond where importing numba-cuda to ask it takes about 250 ms, so `--device auto` (the
-    default) on a machine without a GPU driver costs nothing."""
-    import ctypes
-    import sys
-
-    if sys.platform == "win32":
-        load, names, folders = getattr(ctypes, "WinDLL", ctypes.CDLL), ["nvcuda.dll"], ["\\windows\\system32"]
-    elif sys.platform == "darwin":
-        load, names, folders = ctypes.CDLL, ["libcuda.dylib"], ["/usr/local/cuda/lib"]
-    else:
-        load, names, folders = ctypes.CDLL, ["libcuda.so", "libcuda.so.1"], ["/usr/lib", "/usr/lib64", "/usr/lib/wsl/lib"]
-    for path in names + [os.path.join(folder, name) for folder in folders for name in names]:
-        try:
-            load(path)
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def cuda_available():
-    """True when numba-cuda is installed and finds a GPU (or runs its simulator)."""
-    return cuda_status()[0]
-
-
-def _simulated():
-    from numba import config
-
-    return bool(config.ENABLE_CUDASIM)
-
-
 def _net():
     from charrnn import network_cuda
 
     return network_cuda
-
-
-def __getattr__(name):
-    """DeviceSampler (charrnn.sample_cuda) and DeviceWorkspace (charrnn.network_cuda), imported on
-    first use: both modules import numba.cuda."""
-    if name == "DeviceSampler":
-        from charrnn.sample_cuda import DeviceSampler
-
-        return DeviceSampler
-    if name == "DeviceWorkspace":
-        return _net().DeviceWorkspace
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DeviceParams:

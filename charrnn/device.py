@@ -1,18 +1,23 @@
 """Which device computes: `--device auto|cpu|cuda` resolved to "cpu" or "cuda", and what is available.
 
-Asking for "cpu" never imports numba.cuda. "auto" (and "cuda") asks charrnn.cuda_backend.cuda_status,
-which imports numba-cuda when it is installed and looks for a GPU; "auto" picks CUDA only for a real
-GPU, never numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1), which is for tests and far too slow to
-train on; ask for it by name with "cuda".
+Asking for "cpu" never imports numba.cuda. "auto" (and "cuda") asks charrnn.cuda_probe.cuda_status,
+which imports numba-cuda only when it is installed and a driver loads; "auto" picks CUDA only for a
+real GPU, never numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1), which is for tests and far too
+slow to train on; ask for it by name with "cuda".
 """
 
 import os
 
-from charrnn import cuda_backend
+from charrnn import cuda_probe
 from charrnn.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
 ENV = "CHARRNN_DEVICE"  # the default of --device when set (e.g. CHARRNN_DEVICE=cpu)
+
+
+def _auto(usable):
+    """What "auto" resolves to, given cuda_status's answer (simulated() is asked only when usable)."""
+    return "cuda" if usable and not cuda_probe.simulated() else "cpu"
 
 
 def resolve_device(name):
@@ -22,17 +27,17 @@ def resolve_device(name):
         raise UsageError(f"--device must be one of {', '.join(DEVICES)} (got {name!r})")
     if name == "cpu":
         return "cpu"
-    usable, reason = cuda_backend.cuda_status()
+    usable, reason = cuda_probe.cuda_status()
     if name == "cuda":
         if not usable:
             raise UsageError(f"--device cuda: {reason}")
         return "cuda"
-    return "cuda" if usable and not cuda_backend._simulated() else "cpu"
+    return _auto(usable)
 
 
 def describe_devices():
     """What `charrnn info --devices` shows, as a JSON-ready dict. Looks for a GPU (imports
-    numba-cuda when it is installed)."""
+    numba-cuda when it is installed and a driver loads)."""
     from importlib import metadata
 
     from charrnn.parallel import available_cores
@@ -41,10 +46,8 @@ def describe_devices():
         numba_cuda = metadata.version("numba-cuda")
     except metadata.PackageNotFoundError:
         numba_cuda = None
-    usable, reason = cuda_backend.cuda_status()
-    gpu = capability = None
-    if usable:
-        gpu, capability = _gpu()
+    usable, reason = cuda_probe.cuda_status()
+    gpu, capability = cuda_probe.current_gpu() if usable else (None, None)
     return {
         "cpu_cores": os.cpu_count(),
         "cpu_usable_cores": available_cores(),
@@ -53,23 +56,8 @@ def describe_devices():
         "cuda_reason": reason,
         "gpu": gpu,
         "compute_capability": capability,
-        "auto": "cuda" if usable and not cuda_backend._simulated() else "cpu",
+        "auto": _auto(usable),
     }
-
-
-def _gpu():
-    """(name, "major.minor") of the current CUDA device; (None, None) when it cannot be read."""
-    try:
-        device = cuda_backend._cuda().get_current_device()
-        name = getattr(device, "name", None)
-        if isinstance(name, bytes):
-            name = name.decode(errors="replace")
-        if name is None and cuda_backend._simulated():
-            name = "numba-cuda simulator (no GPU)"
-        capability = ".".join(map(str, device.compute_capability))
-        return name, capability
-    except Exception:  # a device that went away, a driver error: the status line says enough
-        return None, None
 
 
 def device_lines(info):

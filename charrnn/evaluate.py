@@ -5,8 +5,8 @@ preceded by one EOS (the record-start context the model saw after every earlier 
 as one stream from h = 0. The loss is the mean over the text's tokens of -log p(token | everything
 before it), in nats; bits per character = loss / ln 2; perplexity = exp(loss).
 
-With device="cuda" the windows run on the GPU (charrnn.cuda_backend: DeviceParams, DeviceWorkspace,
-window_loss_sum); the loss is the same up to float32 rounding.
+With device="cuda" the windows run on the GPU (charrnn.cuda_backend: DeviceParams, window_loss_sum;
+charrnn.network_cuda: DeviceWorkspace); the loss is the same up to float32 rounding.
 """
 
 import math
@@ -70,11 +70,12 @@ def device_rows_loss(dparams, rows, T, ws=None):
     view on the host, ws a network_cuda.DeviceWorkspace of B streams and at least min(T, L) steps
     (made when None). Only each window's ids go to the device, and its summed loss comes back."""
     from charrnn import cuda_backend
+    from charrnn.network_cuda import DeviceWorkspace
 
     B, L = rows.shape[0], rows.shape[1] - 1
     T = min(T, L)
     if ws is None:
-        ws = cuda_backend.DeviceWorkspace(dparams.arch, T, B)
+        ws = DeviceWorkspace(dparams.arch, T, B)
     xs = np.empty((T, B), rows.dtype)
     ys = np.empty((T, B), rows.dtype)
     ws.state.copy_to_device(np.zeros(ws.state.shape, np.float32))  # (L, S, B, H): each stream from 0

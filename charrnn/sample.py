@@ -11,7 +11,7 @@ What a sample is (`until_eos`, by default the checkpoint's `lines` setting):
 
 Every sample starts from h = 0 with the EOS token as input (the context that precedes every
 record in training), then the prime. On device="cuda" the same steps run on the GPU
-(charrnn.cuda_backend.DeviceSampler), drawing the same random numbers from `rng`, so a seed gives
+(charrnn.sample_cuda.DeviceSampler), drawing the same random numbers from `rng`, so a seed gives
 the same text up to float rounding at near-ties.
 """
 
@@ -249,10 +249,10 @@ class CpuSampler:
 
 
 class _DeviceSampler:
-    """CpuSampler's interface for charrnn.cuda_backend.DeviceSampler: the state stays there; a chunk's tokens come back at its end."""
+    """CpuSampler's interface for charrnn.sample_cuda.DeviceSampler: the state stays there; a chunk's tokens come back at its end."""
 
     def __init__(self, p, context):
-        from charrnn.cuda_backend import DeviceSampler
+        from charrnn.sample_cuda import DeviceSampler
 
         self.sampler = DeviceSampler(p, max_chunk=MAX_CHUNK)
         self.sampler.reset()

@@ -8,7 +8,9 @@ layer 0, linear from the layer below above it) and the cell's step (its cuda.py 
 the head's product and the draw. Uniform numbers come from the caller's numpy Generator on the host
 (rng.random(n) per chunk, one per drawn token, uploaded once per chunk), and exactly as many are
 consumed as the CPU sampler would, so a seed gives the same text on both up to float rounding at
-near-ties. Importing this module imports numba.cuda (charrnn.cuda_backend.DeviceSampler loads it).
+near-ties. Importing this module imports numba.cuda: charrnn.sample imports it only on device="cuda".
+It builds on charrnn.cuda_backend (DeviceParams) and charrnn.network_cuda (state_views), neither of
+which imports it.
 """
 
 import numpy as np

@@ -72,7 +72,7 @@ class CudaSteps:
     def __init__(self, run, T, B, streams):
         from charrnn import cuda_backend
 
-        self.cb, self.run, self.T, self.B = cuda_backend, run, T, B
+        self.run, self.T, self.B = run, T, B
         cfg = run.cfg
         try:
             self.trainer = cuda_backend.DeviceTrainer(run.params, T, B, cfg.optimizer, cfg.clip, opt=run.opt,
@@ -97,7 +97,9 @@ class CudaSteps:
 
     def validation_loss(self, rows):
         if self.val_ws is None:
-            self.val_ws = self.cb.DeviceWorkspace(self.run.params.arch, min(self.T, rows.shape[1] - 1), rows.shape[0])
+            from charrnn.network_cuda import DeviceWorkspace
+
+            self.val_ws = DeviceWorkspace(self.run.params.arch, min(self.T, rows.shape[1] - 1), rows.shape[0])
         total, count = device_rows_loss(self.trainer.params, rows, self.T, self.val_ws)
         return total / count
 

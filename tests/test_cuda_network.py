@@ -20,6 +20,7 @@ if MODE in ("sim", "device"):
     from charrnn.network import Dropout, Workspace, forward_loss_sum, loss_and_grads
     from charrnn.optim import Optimizer
     from charrnn.sample import CpuSampler, Draw
+    from charrnn.sample_cuda import DeviceSampler
     from cuda_helpers import dev
 
     # ------------------------------------------------------------------ the network, every cell
@@ -141,7 +142,7 @@ if MODE in ("sim", "device"):
         rng = np.random.default_rng(10)
         with CpuSampler(params, prime[:-1], threads=1) as cpu_sampler:
             out = cpu_sampler.sample(int(prime[-1]), 20, draw, rng)
-        sampler, d_rng = cb.DeviceSampler(params, max_chunk=20), np.random.default_rng(10)
+        sampler, d_rng = DeviceSampler(params, max_chunk=20), np.random.default_rng(10)
         sampler.advance(prime[:-1])
         got = sampler.sample(int(prime[-1]), 20, draw, d_rng)
         assert list(got) == list(out) and 0 not in out
@@ -161,7 +162,7 @@ if MODE in ("sim", "device"):
         rng = np.random.default_rng(12)
         with CpuSampler(params, empty, threads=1) as cpu_sampler:
             out = cpu_sampler.sample(2, 12, Draw(eos="ends"), rng)
-        sampler, d_rng = cb.DeviceSampler(params, max_chunk=12), np.random.default_rng(12)
+        sampler, d_rng = DeviceSampler(params, max_chunk=12), np.random.default_rng(12)
         got = sampler.sample(2, 12, Draw(eos="ends"), d_rng)
         assert len(out) < 12 and out[-1] == 1 and list(got) == list(out)
         close(sampler.state, cpu_sampler.state, "state at the stop")
@@ -203,6 +204,6 @@ if MODE in ("sim", "device"):
     @given(device_model_and_rule())
     def test_device_sampler_never_draws_what_the_rule_leaves_out(case):
         params, rule, n, seed, x = case
-        sampler = cb.DeviceSampler(params, max_chunk=n)
+        sampler = DeviceSampler(params, max_chunk=n)
         sampler.advance(np.array([1, 2]))
         check_ids(sampler.sample(x, n, rule, np.random.default_rng(seed)), x, n, rule)

@@ -1,5 +1,6 @@
 """The CUDA side (charrnn/kernels/cuda*.py, charrnn/cells/*/cuda.py, charrnn/network_cuda.py,
-charrnn/cuda_backend.py, charrnn/sample_cuda.py) without a GPU, and on one when there is one.
+charrnn/cuda_backend.py, charrnn/sample_cuda.py, charrnn/cuda_probe.py) without a GPU, and on one
+when there is one.
 
 numba's CUDA simulator must be switched on before numba is imported, so the outer tests run this
 same file (and tests/test_cuda_wiring.py) again in a fresh `python -m pytest`, with
@@ -70,7 +71,8 @@ if MODE is None:
 
     def test_importing_charrnn_leaves_cuda_alone():
         code = (
-            "import sys, charrnn.cli, charrnn.training, charrnn.cuda_backend, charrnn.device\n"
+            "import sys, charrnn, charrnn.cli, charrnn.training, charrnn.sample, charrnn.evaluate, charrnn.train_steps\n"
+            "import charrnn.trained, charrnn.device, charrnn.cuda_probe, charrnn.cuda_backend\n"
             f"bad = {CUDA_MODULES}\n"
             "assert not bad, bad\n"
         )
@@ -102,9 +104,9 @@ if MODE is None:
     def test_device_auto_without_a_driver_leaves_cuda_alone():
         """With no CUDA driver library to load, --device auto (the default) answers "cpu" without
         importing numba-cuda (about 250 ms of start-up)."""
-        from charrnn.cuda_backend import _driver_loads
+        from charrnn.cuda_probe import driver_loads
 
-        if _driver_loads():
+        if driver_loads():
             pytest.skip("this machine has a CUDA driver")
         code = (
             "import sys\n"
@@ -119,7 +121,7 @@ if MODE is None:
 
     @pytest.mark.skipif(HAVE_NUMBA_CUDA, reason="numba-cuda is installed")
     def test_cuda_unavailable_without_numba_cuda():
-        from charrnn.cuda_backend import cuda_available, cuda_status
+        from charrnn.cuda_probe import cuda_available, cuda_status
 
         usable, reason = cuda_status()
         assert not usable and not cuda_available() and "numba-cuda" in reason

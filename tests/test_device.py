@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import charrnn.cli
-from charrnn import cuda_backend
+from charrnn import cuda_probe
 from charrnn.checkpoint import load_checkpoint
 from charrnn.device import describe_devices, resolve_device
 from charrnn.errors import UsageError
@@ -40,8 +40,8 @@ def cuda_says(monkeypatch):
     """cuda_says(usable, reason, simulated=False): what charrnn finds about CUDA."""
 
     def set_status(usable, reason, simulated=False):
-        monkeypatch.setattr(cuda_backend, "cuda_status", lambda: (usable, reason))
-        monkeypatch.setattr(cuda_backend, "_simulated", lambda: simulated)
+        monkeypatch.setattr(cuda_probe, "cuda_status", lambda: (usable, reason))
+        monkeypatch.setattr(cuda_probe, "simulated", lambda: simulated)
 
     return set_status
 
@@ -67,7 +67,7 @@ def test_cpu_never_asks_about_cuda(monkeypatch):
     def boom():
         raise AssertionError("cuda_status was called")
 
-    monkeypatch.setattr(cuda_backend, "cuda_status", boom)
+    monkeypatch.setattr(cuda_probe, "cuda_status", boom)
     assert resolve_device("cpu") == "cpu"
 
 
@@ -99,9 +99,9 @@ def test_unknown_device():
 
 def test_real_status_is_consistent():
     """Unpatched: whatever this machine has, auto agrees with cuda_status."""
-    usable, reason = cuda_backend.cuda_status()
+    usable, reason = cuda_probe.cuda_status()
     assert isinstance(reason, str) and reason
-    assert resolve_device("auto") == ("cuda" if usable and not cuda_backend._simulated() else "cpu")
+    assert resolve_device("auto") == ("cuda" if usable and not cuda_probe.simulated() else "cpu")
 
 
 # ------------------------------------------------------------------ the commands
@@ -167,7 +167,7 @@ def test_info_devices_json(cuda_says):
 
 def test_info_devices_names_the_gpu(cuda_says, monkeypatch):
     cuda_says(True, "a CUDA GPU was found")
-    monkeypatch.setattr("charrnn.device._gpu", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
+    monkeypatch.setattr(cuda_probe, "current_gpu", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
     out = cli("info", "--devices").stdout
     assert re.search(r"^\s*CUDA\s+usable: a CUDA GPU was found\s*$", out, re.M)
     assert re.search(r"^\s*GPU\s+NVIDIA H100 80GB HBM3 \(compute capability 9\.0\)\s*$", out, re.M)
@@ -176,7 +176,7 @@ def test_info_devices_names_the_gpu(cuda_says, monkeypatch):
 
 def test_info_devices_on_this_machine():
     """Unpatched: the CUDA line says what cuda_status says."""
-    usable, reason = cuda_backend.cuda_status()
+    usable, reason = cuda_probe.cuda_status()
     found = describe_devices()
     assert found["cuda_usable"] == usable and found["cuda_reason"] == reason
     out = cli("info", "--devices").stdout
