@@ -9,7 +9,7 @@ Targets are the inputs shifted by one step.
 Validation (`split_rows`) comes from the whole corpus by default ("spread"): the ids are cut into
 B equal segments, stream r trains on the first part of segment r and validates on its last
 val_frac, so every region of the text is trained on and every region is scored. "tail" holds out
-the end of the corpus instead (charrnn before 2026-12-05, and what a time-ordered corpus may want).
+the end of the corpus instead (what older checkpoints resume with, and what a time-ordered corpus may want).
 On tiny Shakespeare the tail is the start of the play that the usual held-out tenth continues,
 and holding it out of training was the largest loss the quality benchmark found
 (benchmarks/README.md, "Where the loss went").

@@ -20,8 +20,8 @@ SCHEDULES = ("constant", "cosine")
 VAL_SPLITS = ("spread", "tail")  # charrnn.batches.split_rows
 MAX_LAYERS = 64  # also the most a checkpoint may declare
 DEFAULT_LR = {"adam": 8e-3, "adagrad": 0.1, "sgd": 0.5}  # adam's: benchmarks/README.md, "Where the loss went"
-# Checkpoints record the rate they were trained at; one written before 2026-12-03 may say null, "the
-# optimizer's default" of then, and must resume at that rate whatever today's default is.
+# Checkpoints record the rate they were trained at; an older one may say null, "the optimizer's
+# default" of when it was written, and must resume at that rate whatever today's default is.
 UNRECORDED_LR = {"adam": 2e-3, "adagrad": 0.1, "sgd": 0.5}
 DEFAULT_EPOCHS = 5  # when none of steps / epochs / time_limit is given
 DEFAULT_WARMUP = 100  # steps, when --warmup is not given (a run shorter than that is never refused for it)
@@ -239,7 +239,7 @@ def from_options(options):
 
 def recorded_lr(train):
     """The rate a checkpoint's settings say it was trained at: a null or missing one is the
-    optimizer's default of before 2026-12-03 (UNRECORDED_LR)."""
+    optimizer's default of when checkpoints could say so (UNRECORDED_LR)."""
     lr = train.get("lr")
     return UNRECORDED_LR.get(train.get("optimizer", "adam")) if lr is None else lr
 

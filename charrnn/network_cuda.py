@@ -10,7 +10,7 @@ found through charrnn.cells.kernels.cuda_module).
 
 Backward runs the same list upwards, as on the CPU. Everything here only launches (no transfer,
 no synchronisation): the loss lands in ws.stats[LOSS] on the device. Importing this module imports
-numba.cuda: only the CUDA host code does (charrnn.cuda_backend, on request).
+numba.cuda: only the CUDA path does (cuda_backend, evaluate, train_steps and sample_cuda, lazily).
 
 Parameters are a charrnn.cuda_backend.DeviceParams: dp[name] is the device view of a parameter in
 FlatParams' storage (weight_ih_l0 as stored, (V, G*H)). A state (state0, ws.state, ws.dstate0) is

@@ -1,33 +1,37 @@
 """Plain-numpy reference of the model: slow, obvious, float64. The test oracle for every kernel.
 
-Written straight from the equations of the model contract (cells rnn / lstm / gru, L stacked
-layers, inverted dropout on every layer's output), one time step and one stream at a time, with
-explicit one-hot vectors for layer 0's input, so that it shares no code (and no cleverness) with
-the kernels it checks. Imports only numpy.
+Written straight from the equations of the model contract (L stacked layers of one cell, inverted
+dropout on every layer's output), one time step and one stream at a time, with explicit one-hot
+vectors for layer 0's input, so that it shares no code (and no cleverness) with the kernels it
+checks. Each cell's own step, forward and backward, is its charrnn/cells/<name>/reference.py,
+found through the registry (charrnn.cells.CELLS); this module is the rest: the layers, dropout,
+the head, the loss and the weight gradients. Imports only numpy and the registry.
 
-Letters: T time steps, B streams, H hidden, V vocabulary, G gates (rnn 1, lstm 4, gru 3),
-L layers, S state arrays per layer (rnn 1, gru 1, lstm 2: h then c), I the layer's input size
-(V for layer 0, H above). Gate row order as PyTorch: lstm [i; f; g; o], gru [r; z; n].
+Letters: T time steps, B streams, H hidden, V vocabulary, L layers, I the layer's input size (V
+for layer 0, H above); G gate blocks and S state arrays per layer (h first), as the cell's
+reference.py declares them (GATES, STATES), its gate rows in PyTorch's order.
 """
 
 import numpy as np
 
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-STATES = {"rnn": 1, "lstm": 2, "gru": 1}
+from charrnn.cells import CELLS, module
+
+CELL_STEPS = {cell: module(cell, "reference") for cell in CELLS}  # each cell's forward / backward step
+GATES = {cell: ref.GATES for cell, ref in CELL_STEPS.items()}
+STATES = {cell: ref.STATES for cell, ref in CELL_STEPS.items()}
 
 
 def param_shapes(cell, layers, hidden, vocab_size):
     """Logical parameter shapes, name -> shape, in order: per layer k weight_ih_l{k} (G*H, I_k),
-    weight_hh_l{k} (G*H, H), bias_ih_l{k} (G*H,), [bias_hh_l{k} (G*H,) gru only], then
-    weight_out (V, H), bias_out (V,)."""
+    weight_hh_l{k} (G*H, H), bias_ih_l{k} (G*H,), [bias_hh_l{k} (G*H,) for a cell that keeps it
+    (HIDDEN_BIAS)], then weight_out (V, H), bias_out (V,)."""
     G, H, V = GATES[cell], hidden, vocab_size
     shapes = {}
     for k in range(layers):
         shapes[f"weight_ih_l{k}"] = (G * H, V if k == 0 else H)
         shapes[f"weight_hh_l{k}"] = (G * H, H)
         shapes[f"bias_ih_l{k}"] = (G * H,)
-        if cell == "gru":  # gru's b_hh sits inside r*(W_hh h + b_hh), so it is not redundant
+        if CELL_STEPS[cell].HIDDEN_BIAS:  # where b_ih cannot stand in for it (the gru's: r*(W_hn h + b_hn))
             shapes[f"bias_hh_l{k}"] = (G * H,)
     shapes["weight_out"] = (V, H)
     shapes["bias_out"] = (V,)
@@ -40,10 +44,6 @@ def random_params(cell, layers, hidden, vocab_size, rng, scale=0.5):
             for name, shape in param_shapes(cell, layers, hidden, vocab_size).items()}
 
 
-def _sig(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
 def _one_hot(i, V):
     x = np.zeros(V)
     x[i] = 1.0
@@ -51,73 +51,30 @@ def _one_hot(i, V):
 
 
 def _weights(cell, params, layer):
-    """(W_ih (G*H, I), W_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)); b_hh is zero for rnn and lstm."""
+    """(W_ih (G*H, I), W_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)); b_hh is zero for a cell without it."""
     Wih, Whh, bih = (params[f"{n}_l{layer}"] for n in ("weight_ih", "weight_hh", "bias_ih"))
-    bhh = params[f"bias_hh_l{layer}"] if cell == "gru" else np.zeros_like(bih)
+    bhh = params[f"bias_hh_l{layer}"] if CELL_STEPS[cell].HIDDEN_BIAS else np.zeros_like(bih)
     return Wih, Whh, bih, bhh
 
 
 def _cell_forward(cell, W, x, state_l):
     """One step of one layer for one stream. x (I,), state_l (S, H).
     Returns (new state (S, H), saved: what _cell_backward needs)."""
-    Wih, Whh, bih, bhh = W
-    H = Whh.shape[1]
     state_l = np.array(state_l, float)  # a copy: the caller overwrites its state in place
-    h = state_l[0]
-    if cell == "rnn":
-        hn = np.tanh(Wih @ x + bih + Whh @ h)
-        return hn[None].copy(), dict(x=x, h=h, hn=hn)
-    if cell == "lstm":
-        c = state_l[1]
-        a = Wih @ x + bih + Whh @ h
-        i, f = _sig(a[:H]), _sig(a[H:2 * H])
-        g, o = np.tanh(a[2 * H:3 * H]), _sig(a[3 * H:])
-        cn = f * c + i * g
-        tc = np.tanh(cn)
-        hn = o * tc
-        return np.stack([hn, cn]), dict(x=x, h=h, c=c, i=i, f=f, g=g, o=o, tc=tc)
-    # gru
-    gx = Wih @ x + bih
-    gh = Whh @ h + bhh
-    r = _sig(gx[:H] + gh[:H])
-    z = _sig(gx[H:2 * H] + gh[H:2 * H])
-    n = np.tanh(gx[2 * H:] + r * gh[2 * H:])
-    hn = (1.0 - z) * n + z * h
-    return hn[None].copy(), dict(x=x, h=h, r=r, z=z, n=n, ghn=gh[2 * H:])
+    new, saved = CELL_STEPS[cell].forward(W, x, state_l)
+    return new, (x, state_l[0], saved)
 
 
-def _cell_backward(cell, W, dW, s, dh, dc):
-    """Backward of one _cell_forward step. dh, dc (H,): gradients w.r.t. the new h and c (dc only
-    for lstm). Accumulates into dW = [dW_ih, dW_hh, db_ih, db_hh] in place.
-    Returns (dx (I,), dstate_prev (S, H))."""
-    Wih, Whh = W[0], W[1]
-    if cell == "rnn":
-        da = (1.0 - s["hn"] ** 2) * dh
-        dgx = dgh = da
-        dprev = [Whh.T @ da]
-    elif cell == "lstm":
-        i, f, g, o, tc = s["i"], s["f"], s["g"], s["o"], s["tc"]
-        do = dh * tc
-        dcn = dc + dh * o * (1.0 - tc ** 2)  # c' reaches the loss both carried and through h'
-        di, df, dg = dcn * g, dcn * s["c"], dcn * i
-        da = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g ** 2), do * o * (1 - o)])
-        dgx = dgh = da
-        dprev = [Whh.T @ da, dcn * f]
-    else:  # gru
-        r, z, n, h = s["r"], s["z"], s["n"], s["h"]
-        dn = dh * (1.0 - z)
-        dz = dh * (h - n)
-        dan = dn * (1.0 - n ** 2)
-        dr = dan * s["ghn"]  # r multiplies the hidden part of n's pre-activation
-        dar, daz = dr * r * (1 - r), dz * z * (1 - z)
-        dgx = np.concatenate([dar, daz, dan])
-        dgh = np.concatenate([dar, daz, dan * r])
-        dprev = [Whh.T @ dgh + dh * z]  # h reaches h' through W_hh and directly through z*h
-    dW[0] += np.outer(dgx, s["x"])
-    dW[1] += np.outer(dgh, s["h"])
+def _cell_backward(cell, W, dW, s, dstate):
+    """Backward of one _cell_forward step. dstate (S, H): the gradient w.r.t. the new state.
+    Accumulates into dW = [dW_ih, dW_hh, db_ih, db_hh] in place. Returns (dx (I,), dstate_prev (S, H))."""
+    x, h, saved = s
+    dgx, dgh, dprev = CELL_STEPS[cell].backward(W, saved, dstate)  # dLoss/d(W_ih x + b_ih), d(W_hh h + b_hh)
+    dW[0] += np.outer(dgx, x)
+    dW[1] += np.outer(dgh, h)
     dW[2] += dgx
-    dW[3] += dgh  # b_hh: only kept for gru (for rnn/lstm it is b_ih's gradient again)
-    return Wih.T @ dgx, np.stack(dprev)
+    dW[3] += dgh  # b_hh's: read only for a cell that keeps it (else it equals b_ih's)
+    return W[0].T @ dgx, dprev
 
 
 def step(cell, params, layer, x_vec, state_l):
@@ -192,15 +149,15 @@ def backward(cell, params, xs, ys, state0, cache, masks=None):
             grads["bias_out"] += dz
             dy = Wout.T @ dz  # gradient w.r.t. the dropped-out output of the layer being walked
             for l in reversed(range(L)):
-                dh = (dy * masks[l, t, b] if masks is not None else dy) + dcarry[l, 0]
-                dc = dcarry[l, 1] if S == 2 else None
-                dy, dcarry[l] = _cell_backward(cell, W[l], dW[l], cache["saved"][l][t][b], dh, dc)
+                dstate = dcarry[l].copy()  # h and c from step t+1, and h from above too
+                dstate[0] += dy * masks[l, t, b] if masks is not None else dy
+                dy, dcarry[l] = _cell_backward(cell, W[l], dW[l], cache["saved"][l][t][b], dstate)
         dstate0[:, :, b] = dcarry
     for l in range(L):
         grads[f"weight_ih_l{l}"] += dW[l][0]
         grads[f"weight_hh_l{l}"] += dW[l][1]
         grads[f"bias_ih_l{l}"] += dW[l][2]
-        if cell == "gru":
+        if CELL_STEPS[cell].HIDDEN_BIAS:
             grads[f"bias_hh_l{l}"] += dW[l][3]
     return grads, dstate0
 

@@ -187,13 +187,13 @@ class CpuSampler:
     (matvec_helper), from the HELPER_AFTER-th token on. The tokens are the same with one thread or two."""
 
     def __init__(self, p, context, threads=None, helper_after=None):
-        from charrnn.cells.kernels import cell_index
+        from charrnn.cells.kernels import cpu_module
         from charrnn.kernels import sampling
         from charrnn.kernels.packed import VECTOR_GROUP, aligned_zeros, panels_of
 
         self.p, arch = p, p.arch
         L, H, GH = arch.layers, arch.hidden, arch.gates * arch.hidden
-        self.kind = cell_index(arch.cell)
+        self.loops = sampling.loops(cpu_module(arch.cell).step)  # advance, sample_tokens around the cell's step
         # Layer l's product: [weight_hh_l; weight_ih_l+1] or, last, [weight_hh_l; weight_out] (sampling.py).
         stacks = [np.concatenate((p[f"weight_hh_l{l}"], p[f"weight_ih_l{l + 1}"] if l + 1 < L else p["weight_out"])) for l in range(L)]
         packed = [panels_of(np.ascontiguousarray(m, np.float32), VECTOR_GROUP) for m in stacks]
@@ -215,7 +215,7 @@ class CpuSampler:
         self.u = aligned_zeros((1, int(self.goff[L - 1]) * self.panels.shape[2] + len(stacks[-1])), np.float32)
         self.scratch = aligned_zeros(GH + H, np.float32)  # the cell's step's
         self.sampling = sampling
-        sampling.advance(self.kind, np.asarray(context, np.int64), self.state, self.W0, self.bih, self.bhh, self.panels, self.goff, self.u, self.scratch)
+        self.loops.advance(np.asarray(context, np.int64), self.state, self.W0, self.bih, self.bhh, self.panels, self.goff, self.u, self.scratch)
         if threads is None:
             threads = 2 if H >= HELPER_MIN_HIDDEN and available_cores() >= 2 else 1
         halves = [a + (b - a) // 2 if threads > 1 and b - a >= 2 else b for a, b in zip(self.goff[:-1], self.goff[1:])]
@@ -236,14 +236,14 @@ class CpuSampler:
         draw.stop_id if drawn. One rng.random() per token (none at temperature 0)."""
         s, out = self.sampling, np.empty(n, np.int64)
         rule = (draw.allowed(self.p.vocab_size), draw.no_repeat, draw.temperature, draw.top_k, draw.top_p, draw.stop_id)
-        args = (self.kind, x, self.state, self.W0, self.bih, self.bhh, self.bout, self.panels, self.goff)
+        args = (x, self.state, self.W0, self.bih, self.bhh, self.bout, self.panels, self.goff)
         if self.helper is None and self.helped and self.drawn >= self.helper_after:
             self.helper = SpinHelper(s.GO, s.STOP)
         if self.helper is None:
-            n = s.sample_tokens(*args, self.goff[1:], *rule, rng, out, self.u, self.scratch, np.zeros(32, np.int64), False)
+            n = self.loops.sample_tokens(*args, self.goff[1:], *rule, rng, out, self.u, self.scratch, np.zeros(32, np.int64), False)
         else:
             with self.helper.running(s.matvec_helper, self.state, self.panels, self.goff, self.splits, self.u) as flags:
-                n = s.sample_tokens(*args, self.splits, *rule, rng, out, self.u, self.scratch, flags, True)
+                n = self.loops.sample_tokens(*args, self.splits, *rule, rng, out, self.u, self.scratch, flags, True)
         self.drawn += n
         return out[:n]
 

@@ -27,7 +27,7 @@ class Model:
     @property
     def settings(self):
         """The settings it was trained with, by their Python names (a dict; `time_limit` is --time).
-        A rate recorded as null (before 2026-12-03, "the optimizer's default") is that default of then."""
+        A rate recorded as null (older checkpoints: "the optimizer's default") is that default of then."""
         from charrnn.config import recorded_lr
 
         train = dict(self.meta.get("train", {}))

@@ -34,7 +34,8 @@ def test_kernels_cache_on_every_kernel_source():
     from charrnn.cells.kernels import MODULES
     from charrnn.kernels import packed, sampling
 
-    for kernel in (*(m.forward for m in MODULES), *(m.backward for m in MODULES), sampling.sample_tokens, packed.matmul_groups):
+    loops = [sampling.loops(m.step) for m in MODULES]
+    for kernel in (*(m.forward for m in MODULES), *(m.backward for m in MODULES), *(k.sample_tokens for k in loops), packed.matmul_groups):
         assert isinstance(kernel._cache, jit.KernelCache)
     package = Path(jit.__file__).parents[1]
     sources = {str(p.relative_to(package)) for p in jit.kernel_sources()}
@@ -67,3 +68,34 @@ def test_kernels_are_cached_in_the_user_cache_folder_not_in_the_package(tmp_path
     assert done.returncode == 0, done.stderr
     assert list((tmp_path / "charrnn" / "kernels").glob("*/cpu.clip_by_global_norm-*.nbi"))
     assert not [f for f in package_cache.glob("*.nb[ic]") if f.stat().st_mtime >= started]
+
+
+SAMPLE = """import sys, numpy as np
+from charrnn.params import Arch, init_params
+from charrnn.sample import CpuSampler
+sampler = CpuSampler(init_params(Arch(sys.argv[1], 1, 8, 6), np.random.default_rng(0)), np.array([2, 3]), threads=1)
+print(sampler.loops.advance.stats.cache_hits and 'hit' or 'miss')"""
+
+
+def test_the_samplers_loops_load_from_the_cache_in_a_new_process(tmp_path):
+    """The loops are closures over a cell's step: numba's own key for them (a pickle of the
+    dispatcher, with a fresh uuid) would miss in every process and recompile (~2 s)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    seen = [subprocess.run([sys.executable, "-c", SAMPLE, cell], env=env, capture_output=True, text=True, timeout=300)
+            for cell in ("gru", "gru", "rnn")]  # fmt: skip
+    assert [s.stdout.strip() for s in seen] == ["miss", "hit", "miss"], [s.stderr[-500:] for s in seen]
+    names = {p.name.split("-")[0] for p in tmp_path.rglob("sampling.loops.advance.*.nbi")}
+    assert names == {"sampling.loops.advance.charrnn.cells.gru.cpu.step", "sampling.loops.advance.charrnn.cells.rnn.cpu.step"}
+
+
+def test_a_closure_over_an_array_is_compiled_in_memory():
+    """No stable key exists for an array's contents: such a kernel must not be cached at all."""
+    weights = np.arange(3.0)
+
+    def scaled(a):
+        return a * weights
+
+    assert jit.closure_key(scaled) is None
+    assert jit.closure_key(lambda a: a + 1) == ()
+    kernel = jit.kernel(scaled)
+    assert not isinstance(kernel._cache, jit.KernelCache)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from charrnn import reference as ref
+from charrnn import cells
 from charrnn.cells import CELLS
 
 T, B, H, V = 4, 2, 3, 5
@@ -35,7 +36,11 @@ def _indices(shape, rng):
 
 
 def test_param_shapes_and_constants():
-    assert ref.CELLS == CELLS  # every registered cell has its independent reference
+    for cell in CELLS:  # every registered cell has its reference step, with its own account of the cell
+        spec, steps = cells.spec(cell), ref.CELL_STEPS[cell]
+        assert (steps.GATES, steps.STATES, steps.HIDDEN_BIAS) == (spec.gates, spec.states, spec.hidden_bias)
+    with pytest.raises(KeyError):
+        cells.module("nosuch", "reference")
     shapes = ref.param_shapes("gru", 2, H, V)
     assert list(shapes) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
                             "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1",

@@ -11,7 +11,6 @@ from charrnn import sample as sample_module
 from charrnn.evaluate import evaluate_ids, stream_loss
 from charrnn.cells import CELLS
 from charrnn.kernels import draw as draw_kernels
-from charrnn.kernels import sampling
 from charrnn.params import Arch, init_params, layout
 from charrnn.sample import CpuSampler, Draw, generate
 from charrnn.trained import Model
@@ -127,8 +126,8 @@ def test_the_sampler_does_the_helpers_part_when_the_helper_is_not_running(cell, 
         sampler = CpuSampler(p, np.array([2, 3]), threads=threads)
         out = np.empty(500, np.int64)
         rule = (Draw().allowed(p.vocab_size), -1, 1.0, 0, 1.0, -1)
-        args = (sampler.kind, 4, sampler.state, sampler.W0, sampler.bih, sampler.bhh, sampler.bout, sampler.panels, sampler.goff)
-        n = sampling.sample_tokens(*args, sampler.splits, *rule, np.random.default_rng(7), out, sampler.u,
+        args = (4, sampler.state, sampler.W0, sampler.bih, sampler.bhh, sampler.bout, sampler.panels, sampler.goff)
+        n = sampler.loops.sample_tokens(*args, sampler.splits, *rule, np.random.default_rng(7), out, sampler.u,
                                    sampler.scratch, np.zeros(32, np.int64), sampler.helped)  # fmt: skip
         return out[:n], sampler.state, sampler.helped
 

@@ -1,6 +1,7 @@
-"""The cells: each folder holds one cell's equations, parameter shapes, initialisation, CPU step
-kernels (cpu.py) and CUDA step kernels (cuda.py). Nothing outside a cell's folder knows which cell
-it runs: the network asks the registry for a spec and calls what it names.
+"""The cells: each folder charrnn/cells/<name>/ holds one cell's equations and parameter spec
+(__init__.py), its CPU kernels (cpu.py), their CUDA mirror (cuda.py) and its float64 reference step
+(reference.py, for charrnn.reference). Nothing outside a cell's folder knows which cells exist: the
+network, the sampler and the reference ask the registry (CELLS) for a cell's modules by name.
 
 A spec (this module's light half, no numba) says:
     gates        G: the blocks of G*H rows in weight_ih / weight_hh, in PyTorch's order
@@ -9,6 +10,7 @@ A spec (this module's light half, no numba) says:
 Its cpu.py module (loaded by charrnn.cells.kernels) holds the kernels, see charrnn.cells.rnn.cpu.
 """
 
+import importlib
 from dataclasses import dataclass
 
 
@@ -20,19 +22,22 @@ class CellSpec:
     hidden_bias: bool = False
 
 
-def _registry():
-    from charrnn.cells import gru, lstm, rnn
-
-    return {"rnn": rnn.SPEC, "lstm": lstm.SPEC, "gru": gru.SPEC}  # the registry: one entry per cell
-
-
-CELLS = ("rnn", "lstm", "gru")  # its names, in kernel-dispatch order (charrnn.cells.kernels)
+CELLS = ("rnn", "lstm", "gru")  # the registry: one name per folder charrnn/cells/<name>/
 _SPECS = {}
 
 
 def spec(name):
     """The CellSpec of a cell name; KeyError for an unknown one."""
-    if not _SPECS:
-        _SPECS.update(_registry())
-        assert tuple(_SPECS) == CELLS
+    if name not in CELLS:
+        raise KeyError(name)
+    if name not in _SPECS:
+        _SPECS[name] = importlib.import_module(f"charrnn.cells.{name}").SPEC
+        assert _SPECS[name].name == name
     return _SPECS[name]
+
+
+def module(name, part):
+    """The module charrnn.cells.<name>.<part> of a registered cell (part: "cpu", "cuda", "reference")."""
+    if name not in CELLS:
+        raise KeyError(name)
+    return importlib.import_module(f"charrnn.cells.{name}.{part}")

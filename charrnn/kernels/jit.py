@@ -11,6 +11,12 @@ numba keys a cached kernel on its own bytecode only, so a change to a kernel it 
 file (packed.py, elementwise.py, a cell's cpu.py, ...) would reuse stale machine code. KernelCache
 adds a digest of the source of every file in KERNEL_FOLDERS (charrnn/kernels and charrnn/cells,
 with their subfolders) to the key.
+
+A kernel may be a closure over other kernels (charrnn.kernels.sampling builds its loop around a
+cell's step that way). numba keys a closure on the pickle of what it closes over, and a dispatcher
+pickles with a fresh uuid in every process, so such a kernel would never load from the cache (it
+compiled again in every process, about 2 s for a small one); KernelCache keys it on the names of
+the kernels it closes over instead, recursively (their source is in the digest).
 """
 
 import hashlib
@@ -75,13 +81,43 @@ class _KernelCacheImpl(caching.CompileResultCacheImpl):
     _locator_classes = [_UserProvided, _CharrnnFolderLocator]
 
 
+def closure_key(fn):
+    """A stable description of what the function fn closes over: a kernel (or plain function) as
+    its module, qualified name and own closure_key, a number or string as its repr. None when it
+    holds anything else (no key would be stable: such a kernel is not cached)."""
+    parts = []
+    for cell in fn.__closure__ or ():
+        value = cell.cell_contents
+        inner = getattr(value, "py_func", value)
+        if hasattr(inner, "__code__"):
+            below = closure_key(inner)
+            if below is None:
+                return None
+            parts.append((inner.__module__, inner.__qualname__, below))
+        elif isinstance(value, (bool, int, float, str)):
+            parts.append(repr(value))
+        else:
+            return None
+    return tuple(parts)
+
+
 class KernelCache(caching.FunctionCache):
-    """numba's on-disk function cache, in the folders above, keyed also on SOURCES_DIGEST."""
+    """numba's on-disk function cache, in the folders above, keyed also on SOURCES_DIGEST and, for
+    a closure, on closure_key instead of numba's pickle of its cells."""
 
     _impl_class = _KernelCacheImpl
 
+    def __init__(self, py_func):
+        self._closure = closure_key(py_func)
+        if self._closure is None:
+            raise RuntimeError(f"cannot cache function {py_func.__qualname__!r}: it closes over values with no stable key")
+        super().__init__(py_func)
+
     def _index_key(self, sig, codegen):
-        return super()._index_key(sig, codegen) + (SOURCES_DIGEST,)
+        if self._py_func.__closure__ is None:
+            return super()._index_key(sig, codegen) + (SOURCES_DIGEST,)
+        code = hashlib.sha256(self._py_func.__code__.co_code).hexdigest()
+        return (sig, codegen.magic_tuple(), (code, repr(self._closure)), SOURCES_DIGEST)
 
 
 def kernel(fn=None, *, fastmath=False, inline="never"):
@@ -92,7 +128,7 @@ def kernel(fn=None, *, fastmath=False, inline="never"):
         dispatcher = numba.njit(**options)(f)
         try:
             dispatcher._cache = KernelCache(dispatcher.py_func)  # what njit(cache=True) does, with our key
-        except RuntimeError:  # "cannot cache function ...: no locator available"
+        except RuntimeError:  # "cannot cache function ...": no locator available, or an unstable closure
             pass
         return dispatcher
 

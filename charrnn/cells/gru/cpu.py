@@ -8,6 +8,7 @@ part), so backward returns the two gradients separately: the network's W_ih and 
 
 import numpy as np
 
+from charrnn.cells.layers import WindowLayer
 from charrnn.kernels.elementwise import sigmoid_into, tanh_into
 from charrnn.kernels.jit import kernel
 from charrnn.kernels.packed import MATRIX_GROUP, matmul_panels, panels_of
@@ -88,27 +89,19 @@ def step(ux, bx, uh, bh, a, state):
         h[j] = n + a[H + j] * (h[j] - n)
 
 
-class Layer:
-    """One layer's buffers for windows of up to T steps over B streams, and its kernels."""
+class Layer(WindowLayer):
+    """One layer's buffers and kernels (charrnn.cells.layers): the states hs (T+1, B, H), acts
+    (T, B, 3H) = r, z, n, hns (T, B, H) = W_hn h + b_hn, and the two parts' gradients dpx, dph
+    (T, B, 3H)."""
 
-    def __init__(self, T, B, H, dtype):
-        self.hs = np.zeros((T + 1, B, H), dtype)
-        self.acts = np.zeros((T, B, 3 * H), dtype)
-        self.hns = np.zeros((T, B, H), dtype)
-        self.dpx = np.zeros((T, B, 3 * H), dtype)
-        self.dph = np.zeros((T, B, 3 * H), dtype)
-        self.t = 0
+    buffers = {"hs": (1, 1), "acts": (0, 3), "hns": (0, 1), "dpx": (0, 3), "dph": (0, 3)}
+    states = ("hs",)
 
-    def forward(self, pre, Whh, bhh, state0):
-        """pre (t, B, 3H); bhh (3H,); state0 (1, B, H). Returns hs (t+1, B, H)."""
-        self.t = t = pre.shape[0]
-        forward(pre, Whh, bhh, state0[0], self.hs[: t + 1], self.acts[:t], self.hns[:t])
-        return self.hs[: t + 1]
+    @staticmethod
+    def run_forward(w, pre, Whh, bhh, state0):
+        forward(pre, Whh, bhh, state0[0], w.hs, w.acts, w.hns)
 
-    def final(self, out):
-        out[0] = self.hs[self.t]
-
-    def backward(self, dhs, Whh, dstate0):
-        t = self.t
-        backward(self.hs[: t + 1], self.acts[:t], self.hns[:t], dhs, Whh, self.dpx[:t], self.dph[:t], dstate0[0])
-        return self.dpx[:t], self.dph[:t]
+    @staticmethod
+    def run_backward(w, dhs, Whh, dstate0):
+        backward(w.hs, w.acts, w.hns, dhs, Whh, w.dpx, w.dph, dstate0[0])
+        return w.dpx, w.dph

@@ -13,7 +13,8 @@ import math
 import numba
 from numba import cuda
 
-from charrnn.kernels.cuda import TILE, TILE_PAD, fill, flat, tiled, zeros
+from charrnn.cells.layers_cuda import DeviceLayer
+from charrnn.kernels.cuda import TILE, TILE_PAD
 from charrnn.kernels.cuda_recurrence import load_back_tiles, load_hidden_tiles, sigmoid, tile_dot, tile_dot_back
 
 f32 = numba.float32
@@ -88,51 +89,21 @@ def backward_step(dhs_t, h_prev, act_t, hn_t, dh, Whh, dpx_t, dph_t, dh_prev):
         dh_prev[b, j] = acc + (dhs_t[b, j] + dh[b, j]) * act_t[b, H + j]
 
 
-class Layer:
-    """One layer's device buffers for windows of up to T steps over B streams, and its time loops
-    (the host side: one launch per step), with per-step views made once. A state (state0, out,
-    dstate0) is a (1, B, H) device array or a sequence of its one (B, H) view."""
+class Layer(DeviceLayer):
+    """One layer's device buffers and time loops (charrnn.cells.layers_cuda), as cpu.py's Layer."""
 
-    def __init__(self, T, B, H):
-        self.hs = zeros((T + 1, B, H))
-        self.acts = zeros((T, B, 3 * H))  # r, z, n
-        self.hns = zeros((T, B, H))  # W_hn h + b_hn
-        self.dpx, self.dph = zeros((T, B, 3 * H)), zeros((T, B, 3 * H))
-        self.dh = (zeros((B, H)), zeros((B, H)))  # ping-pong: of step t+1 in, of step t out
-        self.hs_t = [self.hs[t] for t in range(T + 1)]
-        self.acts_t, self.hns_t = [self.acts[t] for t in range(T)], [self.hns[t] for t in range(T)]
-        self.dpx_t, self.dph_t = [self.dpx[t] for t in range(T)], [self.dph[t] for t in range(T)]
-        self.launch = tiled(B, H)
-        self.t = 0
+    buffers = {"hs": (1, 1), "acts": (0, 3), "hns": (0, 1), "dpx": (0, 3), "dph": (0, 3)}
+    states = ("hs",)
+    grads = ("dpx", "dph")
+    forward_step, backward_step = staticmethod(forward_step), staticmethod(backward_step)
 
-    def forward(self, pre, Whh, bhh, state0):
-        """pre: t device arrays (B, 3H), one per step; bhh (3H,); state0 (1, B, H). Returns hs (t+1, B, H)."""
-        self.t = t = len(pre)
-        self.hs_t[0].copy_to_device(state0[0])
-        step = forward_step[self.launch]
-        for s in range(t):
-            step(pre[s], Whh, bhh, self.hs_t[s], self.hs_t[s + 1], self.acts_t[s], self.hns_t[s])
-        return self.hs[: t + 1]
+    @staticmethod
+    def forward_args(at, s, pre, Whh, bhh, state, new):
+        return pre, Whh, bhh, state[0], new[0], at.acts[s], at.hns[s]
 
-    def step(self, pre, Whh, bhh, state, out):
-        """One sampling step: out (1, B, H) = the state after `state` (1, B, H) and pre (B, 3H)."""
-        forward_step[self.launch](pre, Whh, bhh, state[0], out[0], self.acts_t[0], self.hns_t[0])
-
-    def final(self, out):
-        out[0].copy_to_device(self.hs_t[self.t])
-
-    def backward(self, dhs, Whh, dstate0):
-        """dhs: t device arrays (B, H). Returns (dpx, dph) (t, B, 3H); writes dstate0 (1, B, H)."""
-        t = self.t
-        dh_in, dh_out = self.dh
-        B, H = dh_in.shape
-        fill[flat(B * H)](dh_in.reshape(B * H), f32(0.0))
-        back = backward_step[self.launch]
-        for s in range(t - 1, -1, -1):
-            out = dstate0[0] if s == 0 else dh_out  # the last step writes dLoss/dh0 in place
-            back(dhs[s], self.hs_t[s], self.acts_t[s], self.hns_t[s], dh_in, Whh, self.dpx_t[s], self.dph_t[s], out)
-            dh_in, dh_out = out, dh_in
-        return self.dpx[:t], self.dph[:t]
+    @staticmethod
+    def backward_args(at, s, dhs, Whh, dnext, dprev):
+        return dhs, at.hs[s], at.acts[s], at.hns[s], dnext[0], Whh, at.dpx[s], at.dph[s], dprev[0]
 
 
 _M, _V = "float32[:, ::1]", "float32[::1]"

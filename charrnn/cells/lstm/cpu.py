@@ -5,8 +5,7 @@ W_ih x_t + b_ih; each step adds h_{t-1} @ W_hh.T (one (B, H) x (H, 4H) product f
 then the pointwise gate math in float32 with the vectorisable tanh and sigmoid.
 """
 
-import numpy as np
-
+from charrnn.cells.layers import WindowLayer
 from charrnn.kernels.elementwise import sigmoid_into, tanh_into
 from charrnn.kernels.jit import kernel
 from charrnn.kernels.packed import MATRIX_GROUP, matmul_panels, panels_of
@@ -79,28 +78,18 @@ def step(ux, bx, uh, bh, a, state):
     _gates(a[: 4 * H], H, state[1], state[1], a[4 * H :], state[0])  # c in place (c_prev[j] is read before c[j] is written)
 
 
-class Layer:
-    """One layer's buffers for windows of up to T steps over B streams, and its kernels."""
+class Layer(WindowLayer):
+    """One layer's buffers and kernels (charrnn.cells.layers): the states hs, cs (T+1, B, H),
+    tcs (T, B, H) = tanh(c_t), acts (T, B, 4H) the gates, dpre (T, B, 4H) both parts' gradient."""
 
-    def __init__(self, T, B, H, dtype):
-        self.hs = np.zeros((T + 1, B, H), dtype)
-        self.cs = np.zeros((T + 1, B, H), dtype)
-        self.tcs = np.zeros((T, B, H), dtype)
-        self.acts = np.zeros((T, B, 4 * H), dtype)
-        self.dpre = np.zeros((T, B, 4 * H), dtype)
-        self.t = 0
+    buffers = {"hs": (1, 1), "cs": (1, 1), "tcs": (0, 1), "acts": (0, 4), "dpre": (0, 4)}
+    states = ("hs", "cs")
 
-    def forward(self, pre, Whh, bhh, state0):
-        """pre (t, B, 4H); state0 (2, B, H). Returns hs (t+1, B, H)."""
-        self.t = t = pre.shape[0]
-        forward(pre, Whh, state0[0], state0[1], self.hs[: t + 1], self.cs[: t + 1], self.tcs[:t], self.acts[:t])
-        return self.hs[: t + 1]
+    @staticmethod
+    def run_forward(w, pre, Whh, bhh, state0):
+        forward(pre, Whh, state0[0], state0[1], w.hs, w.cs, w.tcs, w.acts)
 
-    def final(self, out):
-        out[0] = self.hs[self.t]
-        out[1] = self.cs[self.t]
-
-    def backward(self, dhs, Whh, dstate0):
-        t = self.t
-        backward(self.hs[: t + 1], self.cs[: t + 1], self.tcs[:t], self.acts[:t], dhs, Whh, self.dpre[:t], dstate0[0], dstate0[1])
-        return self.dpre[:t], self.dpre[:t]
+    @staticmethod
+    def run_backward(w, dhs, Whh, dstate0):
+        backward(w.hs, w.cs, w.tcs, w.acts, dhs, Whh, w.dpre, dstate0[0], dstate0[1])
+        return w.dpre, w.dpre

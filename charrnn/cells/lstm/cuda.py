@@ -12,7 +12,8 @@ import math
 import numba
 from numba import cuda
 
-from charrnn.kernels.cuda import TILE, TILE_PAD, fill, flat, tiled, zeros
+from charrnn.cells.layers_cuda import DeviceLayer
+from charrnn.kernels.cuda import TILE, TILE_PAD
 from charrnn.kernels.cuda_recurrence import load_back_tiles, load_hidden_tiles, sigmoid, tile_dot, tile_dot_back
 
 f32 = numba.float32
@@ -101,55 +102,21 @@ def backward_step(dhs_t, c_prev, tc_t, act_t, dh, dc, Whh, da_t, dh_prev, dc_pre
         dh_prev[b, j] = acc
 
 
-class Layer:
-    """One layer's device buffers for windows of up to T steps over B streams, and its time loops
-    (the host side: one launch per step), with per-step views made once. A state (state0, out,
-    dstate0) is a (2, B, H) device array (h, c) or a sequence of its 2 (B, H) views."""
+class Layer(DeviceLayer):
+    """One layer's device buffers and time loops (charrnn.cells.layers_cuda), as cpu.py's Layer."""
 
-    def __init__(self, T, B, H):
-        self.hs, self.cs = zeros((T + 1, B, H)), zeros((T + 1, B, H))
-        self.tcs = zeros((T, B, H))  # tanh(c_t)
-        self.acts = zeros((T, B, 4 * H))  # i, f, g, o after their nonlinearities
-        self.dpre = zeros((T, B, 4 * H))
-        self.dh = (zeros((B, H)), zeros((B, H)))  # ping-pong: of step t+1 in, of step t out
-        self.dc = (zeros((B, H)), zeros((B, H)))
-        self.hs_t, self.cs_t = [self.hs[t] for t in range(T + 1)], [self.cs[t] for t in range(T + 1)]
-        self.tcs_t, self.acts_t = [self.tcs[t] for t in range(T)], [self.acts[t] for t in range(T)]
-        self.dpre_t = [self.dpre[t] for t in range(T)]
-        self.launch = tiled(B, H)
-        self.t = 0
+    buffers = {"hs": (1, 1), "cs": (1, 1), "tcs": (0, 1), "acts": (0, 4), "dpre": (0, 4)}
+    states = ("hs", "cs")
+    grads = ("dpre", "dpre")
+    forward_step, backward_step = staticmethod(forward_step), staticmethod(backward_step)
 
-    def forward(self, pre, Whh, bhh, state0):
-        """pre: t device arrays (B, 4H), one per step; state0 (2, B, H). Returns hs (t+1, B, H)."""
-        self.t = t = len(pre)
-        self.hs_t[0].copy_to_device(state0[0])
-        self.cs_t[0].copy_to_device(state0[1])
-        step = forward_step[self.launch]
-        for s in range(t):
-            step(pre[s], Whh, self.hs_t[s], self.cs_t[s], self.hs_t[s + 1], self.cs_t[s + 1], self.tcs_t[s], self.acts_t[s])
-        return self.hs[: t + 1]
+    @staticmethod
+    def forward_args(at, s, pre, Whh, bhh, state, new):
+        return pre, Whh, state[0], state[1], new[0], new[1], at.tcs[s], at.acts[s]
 
-    def step(self, pre, Whh, bhh, state, out):
-        """One sampling step: out (2, B, H) = the state after `state` (2, B, H) and pre (B, 4H)."""
-        forward_step[self.launch](pre, Whh, state[0], state[1], out[0], out[1], self.tcs_t[0], self.acts_t[0])
-
-    def final(self, out):
-        out[0].copy_to_device(self.hs_t[self.t])
-        out[1].copy_to_device(self.cs_t[self.t])
-
-    def backward(self, dhs, Whh, dstate0):
-        """dhs: t device arrays (B, H). Returns (dpre, dpre) (t, B, 4H); writes dstate0 (2, B, H)."""
-        t = self.t
-        (dh_in, dh_out), (dc_in, dc_out) = self.dh, self.dc
-        B, H = dh_in.shape
-        for buf in (dh_in, dc_in):
-            fill[flat(B * H)](buf.reshape(B * H), f32(0.0))
-        back = backward_step[self.launch]
-        for s in range(t - 1, -1, -1):
-            dh_next, dc_next = (dstate0[0], dstate0[1]) if s == 0 else (dh_out, dc_out)  # the last step: dLoss/dstate0
-            back(dhs[s], self.cs_t[s], self.tcs_t[s], self.acts_t[s], dh_in, dc_in, Whh, self.dpre_t[s], dh_next, dc_next)
-            dh_in, dh_out, dc_in, dc_out = dh_next, dh_in, dc_next, dc_in
-        return self.dpre[:t], self.dpre[:t]
+    @staticmethod
+    def backward_args(at, s, dhs, Whh, dnext, dprev):
+        return dhs, at.cs[s], at.tcs[s], at.acts[s], dnext[0], dnext[1], Whh, at.dpre[s], dprev[0], dprev[1]
 
 
 _M = "float32[:, ::1]"

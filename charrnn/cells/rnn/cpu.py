@@ -5,8 +5,7 @@ by the network as one gather or one product; the kernels add W_hh h_{t-1} step b
 weights packed once per window (charrnn.kernels.packed).
 """
 
-import numpy as np
-
+from charrnn.cells.layers import WindowLayer
 from charrnn.kernels.elementwise import tanh_into
 from charrnn.kernels.jit import kernel
 from charrnn.kernels.packed import MATRIX_GROUP, matmul_panels, panels_of
@@ -56,27 +55,18 @@ def step(ux, bx, uh, bh, a, state):
     tanh_into(h, h)
 
 
-class Layer:
-    """One layer's buffers for windows of up to T steps over B streams, and its kernels."""
+class Layer(WindowLayer):
+    """One layer's buffers and kernels (charrnn.cells.layers): hs (T+1, B, H) the states, dpre
+    (T, B, H) dLoss/d(pre-activation), which is both parts' gradient."""
 
-    def __init__(self, T, B, H, dtype):
-        self.hs = np.zeros((T + 1, B, H), dtype)  # (T+1, B, H) its outputs, hs[0] the initial h
-        self.dpre = np.zeros((T, B, H), dtype)
-        self.t = 0
+    buffers = {"hs": (1, 1), "dpre": (0, 1)}
+    states = ("hs",)
 
-    def forward(self, pre, Whh, bhh, state0):
-        """pre (t, B, H); state0 (1, B, H). Returns hs (t+1, B, H)."""
-        self.t = t = pre.shape[0]
-        forward(pre, Whh, state0[0], self.hs[: t + 1])
-        return self.hs[: t + 1]
+    @staticmethod
+    def run_forward(w, pre, Whh, bhh, state0):
+        forward(pre, Whh, state0[0], w.hs)
 
-    def final(self, out):
-        """out (1, B, H) <- the state after the last step."""
-        out[0] = self.hs[self.t]
-
-    def backward(self, dhs, Whh, dstate0):
-        """dhs (t, B, H). Returns (dLoss/d input part, dLoss/d hidden part), both (t, B, H) (one
-        array here); writes dstate0 (1, B, H)."""
-        t = self.t
-        backward(self.hs[: t + 1], dhs, Whh, self.dpre[:t], dstate0[0])
-        return self.dpre[:t], self.dpre[:t]
+    @staticmethod
+    def run_backward(w, dhs, Whh, dstate0):
+        backward(w.hs, dhs, Whh, w.dpre, dstate0[0])
+        return w.dpre, w.dpre

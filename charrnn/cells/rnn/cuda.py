@@ -11,7 +11,8 @@ import math
 import numba
 from numba import cuda
 
-from charrnn.kernels.cuda import TILE, TILE_PAD, fill, flat, tiled, zeros
+from charrnn.cells.layers_cuda import DeviceLayer
+from charrnn.kernels.cuda import TILE, TILE_PAD
 from charrnn.kernels.cuda_recurrence import load_back_tiles, load_hidden_tiles, tile_dot, tile_dot_back
 
 f32 = numba.float32
@@ -69,50 +70,21 @@ def backward_step(dhs_t, h_t, dh, Whh, da_t, dh_prev):
         dh_prev[b, j] = acc
 
 
-class Layer:
-    """One layer's device buffers for windows of up to T steps over B streams, and its time loops
-    (the host side: one launch per step), with per-step views made once. A state (state0, out,
-    dstate0) is an (S, B, H) device array or a sequence of its S (B, H) views (S = 1 here)."""
+class Layer(DeviceLayer):
+    """One layer's device buffers and time loops (charrnn.cells.layers_cuda), as cpu.py's Layer."""
 
-    def __init__(self, T, B, H):
-        self.hs = zeros((T + 1, B, H))  # (T+1, B, H) its outputs, hs[0] the initial h
-        self.dpre = zeros((T, B, H))
-        self.dh = (zeros((B, H)), zeros((B, H)))  # ping-pong: dh of step t+1 in, of step t out
-        self.hs_t = [self.hs[t] for t in range(T + 1)]
-        self.dpre_t = [self.dpre[t] for t in range(T)]
-        self.launch = tiled(B, H)
-        self.t = 0
+    buffers = {"hs": (1, 1), "dpre": (0, 1)}
+    states = ("hs",)
+    grads = ("dpre", "dpre")
+    forward_step, backward_step = staticmethod(forward_step), staticmethod(backward_step)
 
-    def forward(self, pre, Whh, bhh, state0):
-        """pre: t device arrays (B, H), one per step; state0 (1, B, H). Returns hs (t+1, B, H)."""
-        self.t = t = len(pre)
-        self.hs_t[0].copy_to_device(state0[0])
-        step = forward_step[self.launch]
-        for s in range(t):
-            step(pre[s], Whh, self.hs_t[s], self.hs_t[s + 1])
-        return self.hs[: t + 1]
+    @staticmethod
+    def forward_args(at, s, pre, Whh, bhh, state, new):
+        return pre, Whh, state[0], new[0]
 
-    def step(self, pre, Whh, bhh, state, out):
-        """One sampling step: out (1, B, H) = the state after `state` (1, B, H) and pre (B, H)."""
-        forward_step[self.launch](pre, Whh, state[0], out[0])
-
-    def final(self, out):
-        """out (1, B, H) <- the state after the last step."""
-        out[0].copy_to_device(self.hs_t[self.t])
-
-    def backward(self, dhs, Whh, dstate0):
-        """dhs: t device arrays (B, H) = dLoss/dh_t from above. Returns (dLoss/d input part,
-        dLoss/d hidden part), both (t, B, H) (one array here); writes dstate0 (1, B, H)."""
-        t = self.t
-        dh_in, dh_out = self.dh
-        B, H = dh_in.shape
-        fill[flat(B * H)](dh_in.reshape(B * H), f32(0.0))
-        back = backward_step[self.launch]
-        for s in range(t - 1, -1, -1):
-            out = dstate0[0] if s == 0 else dh_out  # the last step writes dLoss/dh0 in place
-            back(dhs[s], self.hs_t[s + 1], dh_in, Whh, self.dpre_t[s], out)
-            dh_in, dh_out = out, dh_in
-        return self.dpre[:t], self.dpre[:t]
+    @staticmethod
+    def backward_args(at, s, dhs, Whh, dnext, dprev):
+        return dhs, at.hs[s + 1], dnext[0], Whh, at.dpre[s], dprev[0]
 
 
 _M = "float32[:, ::1]"
