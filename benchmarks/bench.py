@@ -89,7 +89,7 @@ def block_bounds(warmup, steps):
 
 
 def charrnn_train_rates(corpus, H, bounds, device, cell="rnn", layers=1):
-    """Characters per second of `charrnn.training.train` itself, for each block of steps between `bounds`.
+    """Characters per second of `charrnn.train_loop.train` itself, for each block of steps between `bounds`.
     cell, layers: TrainConfig's (by default the vanilla RNN, whatever charrnn train's default).
 
     The rates come from the `elapsed` the library reports with each step, so they time the real loop
@@ -97,7 +97,7 @@ def charrnn_train_rates(corpus, H, bounds, device, cell="rnn", layers=1):
     include the compile); no validation (val_frac=0) and no checkpoint until after the last step.
     """
     from charrnn.config import TrainConfig
-    from charrnn.training import train
+    from charrnn.train_loop import train
 
     elapsed = {}
 
@@ -123,7 +123,7 @@ def steady(rates, unstable, label):
 def random_model(corpus, H, cell="rnn", layers=1):
     """A charrnn Model of `layers` layers of `cell`, hidden size H, with random weights (init_params,
     seed 0), trained on whole files, so that its samples are streams (charrnn never draws <eos> there)."""
-    from charrnn.trained import Model
+    from charrnn.model import Model
 
     rng = np.random.default_rng(0)
     try:

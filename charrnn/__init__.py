@@ -17,9 +17,9 @@ _LAZY = {
     "train": "charrnn.api",
     "resume": "charrnn.api",
     "load": "charrnn.api",
-    "Model": "charrnn.trained",
+    "Model": "charrnn.model",
     "Vocab": "charrnn.vocab",
-    "TrainResult": "charrnn.training",
+    "TrainResult": "charrnn.train_loop",
     "EvalResult": "charrnn.evaluate",
     "get_corpus": "charrnn.catalogue",
 }

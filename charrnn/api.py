@@ -57,12 +57,12 @@ def train(corpus=None, out="charrnn.npz", *, text=None, on_event=None, should_st
     Python names (cell, hidden, lr_schedule, ..., steps, epochs, time, threads; `charrnn train
     --help` lists them with their defaults). Stops after `steps`, `epochs` or `time` seconds,
     whichever comes first (none: 5 epochs).
-    on_event(kind, info): progress, as charrnn.training documents ("start", "step", "eval", "save").
+    on_event(kind, info): progress, as charrnn.train_loop documents ("start", "step", "eval", "save").
     should_stop(): polled after every step; True stops the run and saves it (result.stopped_early).
     sample_every: report a "sample" event (info: step, text) every this many steps, `sample_length`
     characters after `sample_prime` at temperature 0.8 (0: none; None: with every validation).
     log: a JSON-lines file of the run's progress (charrnn.runlog), a line every `log_every` steps.
-    Returns a charrnn.training.TrainResult.
+    Returns a charrnn.train_loop.TrainResult.
     """
     from charrnn.config import TrainConfig, from_options
 
@@ -110,7 +110,7 @@ def resume(path, corpus=None, *, text=None, out=None, force=False, on_event=None
 def _run(paths, text, cfg, out, resumed, encoding_errors, on_event, should_stop, device, live, log, check=None):
     from charrnn.device import resolve_device
     from charrnn.live import LiveSamples
-    from charrnn.training import check_writable, train as run_training
+    from charrnn.train_loop import check_writable, train as run_training
 
     every, length, prime = live
     live = LiveSamples(cfg.eval_every if every is None else every, length, prime)
@@ -144,6 +144,6 @@ def _run(paths, text, cfg, out, resumed, encoding_errors, on_event, should_stop,
 
 def load(path):
     """The model saved in a checkpoint (charrnn.Model), validated: a CheckpointError on any problem."""
-    from charrnn.trained import load_model
+    from charrnn.model import load_model
 
     return load_model(path)

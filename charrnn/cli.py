@@ -209,7 +209,7 @@ def sample(
     """Generate text from a trained model, streamed to stdout."""
     from charrnn.sample import Draw, StopScan, check_sampling_args, sample_rngs
     from charrnn.sample_input import read_prime, stop_strings
-    from charrnn.trained import default_model_path, load_model
+    from charrnn.model import default_model_path, load_model
 
     Draw(temperature, top_k, top_p)  # the flags' checks, before anything is read
     check_sampling_args(length, num_samples)
@@ -256,7 +256,7 @@ def evaluate(
 ):
     """Loss (nats/char), bits per char and perplexity of a model on a text."""
     from charrnn import report
-    from charrnn.trained import default_model_path, load_model
+    from charrnn.model import default_model_path, load_model
 
     device = resolve(device)
     result = load_model(model or default_model_path()).evaluate(list(files), encoding_errors=encoding_errors, device=device)
@@ -283,7 +283,7 @@ def info(
         else:
             report.print_devices(found)
         return
-    from charrnn.trained import describe, load_model
+    from charrnn.model import describe, load_model
 
     details = describe(load_model(model), model)
     if json:

@@ -13,7 +13,7 @@ import numpy as np
 
 from charrnn.errors import UsageError, unknown_warning
 from charrnn.sample import encode_prime, generate
-from charrnn.trained import Model
+from charrnn.model import Model
 
 TEMPERATURE = 0.8
 STREAM = 0x11FE  # the generator's second seed word: keeps these draws apart from every other use of the seed

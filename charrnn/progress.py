@@ -1,6 +1,6 @@
 """Training progress on stderr: a live rich display on a terminal, plain periodic lines otherwise.
 
-Given to `charrnn.training.train` as its `report` callback; stdout is never touched.
+Given to `charrnn.train_loop.train` as its `report` callback; stdout is never touched.
 """
 
 import math

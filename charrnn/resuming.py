@@ -2,7 +2,7 @@
 
 `load_resume` reads and checks a checkpoint, `resume_config` merges the checkpoint's settings with
 the stop conditions given now, `corpus_matches` decides between continuing and fine-tuning; then
-`charrnn.training.train(..., resume=...)` picks the run up where it stopped.
+`charrnn.train_loop.train(..., resume=...)` picks the run up where it stopped.
 """
 
 import math

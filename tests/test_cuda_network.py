@@ -60,7 +60,7 @@ if MODE in ("sim", "device"):
     @pytest.mark.parametrize("cell,layers,name,clip,decay,p", [c + TRAIN[i % 3] for i, c in enumerate(CASES)])
     def test_training_steps_match_cpu(cell, layers, name, clip, decay, p):
         """Windows with the carried state, an epoch-start reset, clipping, dropout by step, weight
-        decay and updates, as charrnn.train_steps.CpuSteps does them."""
+        decay and updates, as charrnn.train_backends.CpuSteps does them."""
         T, B, H, V = 3, 2, 6, 7
         params, xs, ys, state0 = make_case(cell, layers, T, B, H, V)
         trainer = cb.DeviceTrainer(params, T, B, optimizer=name, clip=clip, weight_decay=decay)

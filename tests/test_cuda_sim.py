@@ -71,8 +71,8 @@ if MODE is None:
 
     def test_importing_charrnn_leaves_cuda_alone():
         code = (
-            "import sys, charrnn, charrnn.cli, charrnn.training, charrnn.sample, charrnn.evaluate, charrnn.train_steps\n"
-            "import charrnn.trained, charrnn.device, charrnn.cuda_probe, charrnn.cuda_backend\n"
+            "import sys, charrnn, charrnn.cli, charrnn.train_loop, charrnn.sample, charrnn.evaluate, charrnn.train_backends\n"
+            "import charrnn.model, charrnn.device, charrnn.cuda_probe, charrnn.cuda_backend\n"
             f"bad = {CUDA_MODULES}\n"
             "assert not bad, bad\n"
         )

@@ -28,8 +28,8 @@ if MODE in ("sim", "device"):
     from charrnn.evaluate import evaluate_ids
     from charrnn.sample import generate
     from charrnn.resuming import load_resume, resume_config
-    from charrnn.training import train
-    from charrnn.trained import load_model
+    from charrnn.train_loop import train
+    from charrnn.model import load_model
 
     WIRING_TOL = 1e-4  # a few steps of training: float32 rounding differences grow a little
     # 26 ids (one record), V = 6; 5 held out (one validation stream: a window of 3 steps, then 1);

@@ -11,8 +11,8 @@ from charrnn.config import DEFAULT_LR, DEFAULT_WARMUP, UNRECORDED_LR, TrainConfi
 from charrnn.errors import UsageError
 from charrnn.resuming import load_resume, resume_config
 from charrnn.schedule import Schedule
-from charrnn.trained import load_model
-from charrnn.training import train
+from charrnn.model import load_model
+from charrnn.train_loop import train
 
 TINY = dict(hidden=16, seq=16, batch=4, val_frac=0.1, eval_every=10, seed=3)
 

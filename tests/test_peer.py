@@ -12,8 +12,8 @@ from charrnn.cells import CELLS
 from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.schedule import Schedule
-from charrnn.trained import load_model
-from charrnn.training import train
+from charrnn.model import load_model
+from charrnn.train_loop import train
 from charrnn.vocab import EOS_ID
 
 torch = pytest.importorskip("torch")

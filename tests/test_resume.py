@@ -22,7 +22,7 @@ from charrnn.corpus import load_corpus
 from charrnn.errors import CharrnnError, CheckpointError, CorpusError, UsageError
 from charrnn.parallel import WindowRunner
 from charrnn.resuming import load_resume, resume_config
-from charrnn.training import train
+from charrnn.train_loop import train
 from checkpoint_helpers import assert_same_state
 from helpers import OTHER, TRAIN_TEXT, nan_at  # conftest.py's loaded_corpus: 40 windows per epoch with TINY
 

@@ -10,7 +10,7 @@ import pytest
 import charrnn.progress
 from charrnn import checkpoint as checkpoint_module
 from charrnn.checkpoint import load_checkpoint
-from charrnn.training import best_path
+from charrnn.train_loop import best_path
 
 import helpers
 from checkpoint_helpers import assert_same_state

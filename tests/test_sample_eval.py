@@ -13,7 +13,7 @@ from charrnn.cells import CELLS
 from charrnn.kernels import draw as draw_kernels
 from charrnn.params import Arch, init_params, layout
 from charrnn.sample import CpuSampler, Draw, generate
-from charrnn.trained import Model
+from charrnn.model import Model
 from charrnn.vocab import EOS_ID, UNK_ID, Vocab
 
 

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from charrnn.kernels import draw as kernels
 from charrnn.params import Arch, init_params
 from charrnn.sample import EOS_BANNED, EOS_ENDS, EOS_NEWLINE, CpuSampler, Draw, StopScan, generate
-from charrnn.trained import Model
+from charrnn.model import Model
 from charrnn.vocab import EOS_ID, UNK_ID, Vocab
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -98,7 +98,7 @@ def test_sample_and_eval_default_to_the_best_state_of_the_last_run(corpus):
     import shutil
     from pathlib import Path
 
-    from charrnn.trained import default_model_path
+    from charrnn.model import default_model_path
 
     ok("train", corpus, *TINY)  # charrnn.npz at step 30, charrnn.best.npz at its best validation
     assert default_model_path() == Path("charrnn.best.npz")

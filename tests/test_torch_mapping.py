@@ -11,8 +11,8 @@ from charrnn.cells import CELLS
 from charrnn.config import TrainConfig
 from charrnn.corpus import load_corpus
 from charrnn.evaluate import evaluate_ids
-from charrnn.training import train
-from charrnn.trained import load_model
+from charrnn.train_loop import train
+from charrnn.model import load_model
 
 torch = pytest.importorskip("torch")
 

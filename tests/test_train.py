@@ -11,7 +11,7 @@ from charrnn.errors import UsageError
 from charrnn.evaluate import validation_loss
 from charrnn.params import FlatParams
 from charrnn.parallel import WindowRunner
-from charrnn.training import best_path, train
+from charrnn.train_loop import best_path, train
 
 TINY = dict(hidden=32, seq=16, batch=4, val_frac=0.1, eval_every=50, seed=3)
 

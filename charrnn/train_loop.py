@@ -6,7 +6,7 @@ parameters, optimizer slots and update count, step, learning-rate schedule, posi
 carried hidden state, validation losses, RNG state and number of worker threads all come back, so
 on the CPU k steps plus a resume for N-k more give bitwise the parameters of one run of N steps.
 
-device="cuda" keeps parameters, optimizer state and the carried state on a GPU (charrnn.train_steps);
+device="cuda" keeps parameters, optimizer state and the carried state on a GPU (charrnn.train_backends);
 checkpoints are the same on both devices, so a run can be resumed on the other one (its results then
 differ from a one-device run by float rounding only). meta "device" records where the last run trained.
 
@@ -42,8 +42,8 @@ from charrnn.params import FlatParams, init_params
 from charrnn.schedule import Schedule
 from charrnn.resuming import corpus_matches
 from charrnn.threads import compute_threads
-from charrnn.trained import best_path
-from charrnn.train_steps import make_steps
+from charrnn.model import best_path
+from charrnn.train_backends import make_steps
 from charrnn.vocab import EOS_ID, UNK_ID
 
 
