@@ -35,9 +35,7 @@ import numpy as np; stage()
 from charrnn.sample import CpuSampler, encode_prime, generate, sample_rngs; from charrnn.model import load_model; stage()
 from charrnn.device import resolve_device; device = resolve_device("auto"); stage()
 model = load_model(sys.argv[2]); stage()
-from charrnn.kernels import cpu; p = model.params; panels = cpu.sampler_panels(p["Whh"], p["Why"]); stage()
-u = np.empty((1, p.hidden + p.vocab_size), np.float32)
-cpu.rnn_advance(np.array([1], np.int64), np.zeros(p.hidden, np.float32), p["Wxh"], panels, p["bh"], u); stage()
+sampler = CpuSampler(model.params, np.array([1], np.int64), threads=1); stage()  # packs the weights, feeds the context
 ids, _ = encode_prime(model.vocab, "", model.lines)
 text = "".join(generate(model, ids, 200, 1.0, 0, next(sample_rngs(0)), device)); stage()
 sys.stdout.write(json.dumps(stamps) + "\n"); sys.stdout.flush()
@@ -52,9 +50,8 @@ STAGES = [
     "import numba and charrnn's kernel modules (charrnn.sample)",
     "--device auto (is there a CUDA driver?)",
     "load and validate the checkpoint",
-    "first cached kernel: numba's registries, then packing [Whh; Why] (cpu.sampler_panels)",
-    "feeding the context (cpu.rnn_advance: load from the cache, run)",
-    "200 characters (cpu.sample_tokens: load from the cache, run; decoding)",
+    "the sampler: packing the weights, feeding the context (sampling.loops(step).advance: load from the cache, run)",
+    "200 characters (the loops' sample_tokens: load from the cache, run; decoding)",
     "interpreter exit",
 ]
 
