@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.cells.kernels import cpu_module
+from charrnn.cells.modules import cpu_module
 from charrnn.kernels import cpu
 from charrnn.kernels.dropout import dropout_mask, threshold
 

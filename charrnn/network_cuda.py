@@ -1,6 +1,6 @@
 """The network on a CUDA device, for one TBPTT window: the line-for-line mirror of charrnn.network,
 written once for every cell (each cell's recurrence is its own module, charrnn/cells/<name>/cuda.py,
-found through charrnn.cells.kernels.cuda_module).
+found through charrnn.cells.modules.cuda_module).
 
     pre_0 = rows of weight_ih_l0 picked by the ids + bias_ih_l0      (N, G*H)   gather_rows
     pre_k = y_{k-1} @ weight_ih_lk.T + bias_ih_lk                    (N, G*H)   linear
@@ -21,7 +21,7 @@ its final one), which is how the training loop carries it without a copy.
 import numpy as np
 from numba import cuda
 
-from charrnn.cells.kernels import cuda_module
+from charrnn.cells.modules import cuda_module
 from charrnn.kernels import cuda as K
 from charrnn.kernels.cuda_dropout import dropout_forward
 from charrnn.kernels.dropout import threshold

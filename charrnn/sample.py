@@ -187,7 +187,7 @@ class CpuSampler:
     (matvec_helper), from the HELPER_AFTER-th token on. The tokens are the same with one thread or two."""
 
     def __init__(self, p, context, threads=None, helper_after=None):
-        from charrnn.cells.kernels import cpu_module
+        from charrnn.cells.modules import cpu_module
         from charrnn.kernels import sampling
         from charrnn.kernels.packed import VECTOR_GROUP, aligned_zeros, panels_of
 

@@ -16,7 +16,7 @@ which imports it.
 import numpy as np
 from numba import cuda
 
-from charrnn.cells.kernels import cuda_module
+from charrnn.cells.modules import cuda_module
 from charrnn.cuda_backend import DeviceParams
 from charrnn.kernels import cuda as K
 from charrnn.network_cuda import state_views

@@ -31,7 +31,7 @@ def test_kernel_falls_back_when_no_cache_folder_is_usable(monkeypatch):
 
 def test_kernels_cache_on_every_kernel_source():
     """A kernel's cache entry depends on every file of charrnn/kernels and charrnn/cells, not just its own."""
-    from charrnn.cells.kernels import MODULES
+    from charrnn.cells.modules import MODULES
     from charrnn.kernels import packed, sampling
 
     loops = [sampling.loops(m.step) for m in MODULES]

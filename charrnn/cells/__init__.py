@@ -7,7 +7,7 @@ A spec (this module's light half, no numba) says:
     gates        G: the blocks of G*H rows in weight_ih / weight_hh, in PyTorch's order
     states       S: state arrays per layer (h, and c for the LSTM)
     hidden_bias  whether the cell keeps bias_hh (the GRU: r gates W_hn h + b_hn)
-Its cpu.py module (loaded by charrnn.cells.kernels) holds the kernels, see charrnn.cells.rnn.cpu.
+Its cpu.py module (loaded by charrnn.cells.modules) holds the kernels, see charrnn.cells.rnn.cpu.
 """
 
 import importlib

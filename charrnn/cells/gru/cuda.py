@@ -1,5 +1,5 @@
 """The GRU's CUDA kernels and time loops, mirroring cpu.py: only the recurrence
-(charrnn.network_cuda does the rest). Imported only when CUDA is used (charrnn.cells.kernels.cuda_module).
+(charrnn.network_cuda does the rest). Imported only when CUDA is used (charrnn.cells.modules.cuda_module).
 
 Shapes: T steps, B streams, H hidden, gate blocks r, z, n of H each (3H). pre (T, B, 3H) = gx =
 W_ih x_t + b_ih. Each step is one launch: thread (b, j) computes the three rows of

@@ -1,5 +1,5 @@
 """The LSTM's CUDA kernels and time loops, mirroring cpu.py: only the recurrence
-(charrnn.network_cuda does the rest). Imported only when CUDA is used (charrnn.cells.kernels.cuda_module).
+(charrnn.network_cuda does the rest). Imported only when CUDA is used (charrnn.cells.modules.cuda_module).
 
 Shapes: T steps, B streams, H hidden, gate blocks i, f, g, o of H each (4H). pre (T, B, 4H) =
 W_ih x_t + b_ih. Each step is one launch: thread (b, j) computes the four gate rows of its unit

@@ -1,5 +1,5 @@
 """The vanilla cell's CUDA kernels and time loops, mirroring cpu.py: only the recurrence
-(charrnn.network_cuda does the rest). Imported only when CUDA is used (charrnn.cells.kernels.cuda_module).
+(charrnn.network_cuda does the rest). Imported only when CUDA is used (charrnn.cells.modules.cuda_module).
 
 Shapes: T steps, B streams, H hidden. pre (T, B, H) = W_ih x_t + b_ih for every step, computed by
 the network as one gather or one product; each step adds W_hh h_{t-1} in one launch that fuses the
